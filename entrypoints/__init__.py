@@ -1,0 +1,1 @@
+"""Entrypoints: the CLI, the Falcon app and its WSGI middleware."""

@@ -1,0 +1,1 @@
+"""Sub-commands of ``wxpay``, one module per group."""
