@@ -1,0 +1,476 @@
+"""The use cases: plain functions over the ports.
+
+Each takes the unit of work, the gateway and the clock it needs, and plain
+values; none knows about HTTP, XML or SQL.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.merchant import Merchant
+from domain.merchant import bizpayurl
+from domain.model import CODE_LIFETIME
+from domain.model import Checkout
+from domain.model import CheckoutMode
+from domain.model import Order
+from domain.model import TradeState
+from domain.model import new_checkout_id
+from domain.model import new_out_trade_no
+from domain.model import new_token
+from domain.model import wechat_time
+from domain.money import Fen
+from domain.money import InvalidAmount
+from domain.ports import Clock
+from domain.ports import DuplicateKey
+from domain.ports import GatewayError
+from domain.ports import PaymentGateway
+from domain.ports import UnifiedOrderRequest
+from domain.ports import UnitOfWork
+from domain.signature import check_signature
+from domain.signature import signed
+
+log = logging.getLogger(__name__)
+
+
+# --- checkouts ------------------------------------------------------------
+
+
+class CheckoutError(Exception):
+    """A checkout could not be started or found; the message says why."""
+
+
+class UnknownProduct(CheckoutError):
+    pass
+
+
+class ProductUnavailable(CheckoutError):
+    pass
+
+
+class CheckoutNotFound(CheckoutError):
+    pass
+
+
+class OrderingFailed(CheckoutError):
+    """WeChat did not place the order; trying again later may work."""
+
+
+@dataclass(frozen=True)
+class CheckoutView:
+    """What a checkout page shows and follows."""
+
+    id: str
+    mode: int
+    status: str
+    product_id: str
+    product_name: str
+    total_fee: int
+    qr_content: str
+    out_trade_no: str | None
+    expires_at: datetime | None
+    paid_at: datetime | None
+
+
+def start_checkout(
+    uow: UnitOfWork,
+    gateway: PaymentGateway,
+    merchant: Merchant,
+    clock: Clock,
+    product_id: str,
+    mode: CheckoutMode,
+) -> CheckoutView:
+    """Start a checkout for one product and return what its page shows.
+
+    Mode 1 makes a signed QR link carrying the checkout's id; the order is
+    placed when the customer scans it. Mode 2 places the order now and
+    shows WeChat's ``code_url``.
+
+    Raises:
+        UnknownProduct, ProductUnavailable: the catalogue says no.
+        OrderingFailed: mode 2 only; WeChat did not place the order.
+    """
+    now = clock.now()
+    checkout_id = new_checkout_id()
+    with uow:
+        product = uow.products.get(product_id)
+        if product is None:
+            raise UnknownProduct(f"no product {product_id!r}")
+        if not product.available:
+            raise ProductUnavailable(f"product {product_id!r} is sold out")
+
+        checkout = Checkout(
+            id=checkout_id,
+            product_id=product.id,
+            mode=mode,
+            total_fee=product.price,
+            created_at=now,
+        )
+        order = None
+        if mode is CheckoutMode.CALLBACK:
+            checkout.qr_content = bizpayurl(
+                merchant, checkout.id, int(now.timestamp()), new_token(32)
+            )
+        else:
+            order = Order(
+                out_trade_no=new_out_trade_no(now),
+                product_id=product.id,
+                body=product.name,
+                total_fee=product.price,
+                created_at=now,
+                checkout_id=checkout.id,
+            )
+            uow.orders.add(order)
+        uow.checkouts.add(checkout)
+        uow.commit()
+
+    if order is not None:
+        _place_order(gateway, merchant, order, now)
+        with uow:
+            stored = uow.orders.get(order.out_trade_no)
+            if stored is None:  # pragma: no cover - committed just above
+                raise CheckoutNotFound(checkout_id)
+            stored.attach_prepay(order.prepay_id, order.code_url, now + CODE_LIFETIME)
+            uow.orders.save(stored, TradeState.NOTPAY)
+            uow.commit()
+    return checkout_status(uow, checkout_id)
+
+
+def _place_order(
+    gateway: PaymentGateway,
+    merchant: Merchant,
+    order: Order,
+    now: datetime,
+) -> None:
+    request = UnifiedOrderRequest(
+        out_trade_no=order.out_trade_no,
+        body=order.body,
+        total_fee=order.total_fee,
+        product_id=order.checkout_id or order.product_id,
+        notify_url=merchant.notify_url,
+        client_ip=merchant.server_ip,
+        openid=order.openid,
+        time_expire=wechat_time(now + CODE_LIFETIME),
+    )
+    try:
+        prepay = gateway.unified_order(request)
+    except GatewayError as error:
+        log.error(
+            "unifiedorder failed out_trade_no=%s err_code=%s reason=%s",
+            order.out_trade_no,
+            error.err_code or "-",
+            error,
+        )
+        raise OrderingFailed("WeChat did not place the order") from error
+    order.attach_prepay(prepay.prepay_id, prepay.code_url, now + CODE_LIFETIME)
+    log.info(
+        "order placed out_trade_no=%s total_fee=%s",
+        order.out_trade_no,
+        order.total_fee,
+    )
+
+
+def checkout_status(uow: UnitOfWork, checkout_id: str) -> CheckoutView:
+    """Read what a checkout's page shows.
+
+    The status is the trade state of the checkout's order: ``NOTPAY``
+    until one of its orders is paid, then ``SUCCESS`` (or ``REFUND``).
+
+    Raises:
+        CheckoutNotFound: no such checkout.
+    """
+    with uow:
+        checkout = uow.checkouts.get(checkout_id)
+        if checkout is None:
+            raise CheckoutNotFound(f"no checkout {checkout_id!r}")
+        product = uow.products.get(checkout.product_id)
+        orders = uow.orders.for_checkout(checkout_id)
+
+    paid = [order for order in orders if order.is_paid]
+    current = paid[0] if paid else (orders[-1] if orders else None)
+    qr_content = checkout.qr_content
+    if checkout.mode is CheckoutMode.CODE_URL:
+        qr_content = current.code_url if current else ""
+    return CheckoutView(
+        id=checkout.id,
+        mode=int(checkout.mode),
+        status=current.state.value if current else TradeState.NOTPAY.value,
+        product_id=checkout.product_id,
+        product_name=product.name if product else checkout.product_id,
+        total_fee=checkout.total_fee.value,
+        qr_content=qr_content,
+        out_trade_no=current.out_trade_no if current else None,
+        expires_at=current.code_expires_at if current else None,
+        paid_at=current.paid_at if current else None,
+    )
+
+
+# --- the mode-1 scan callback ---------------------------------------------
+
+# What the payer reads in WeChat when we cannot sell (err_code_des).
+SOLD_OUT = "商品已售完"
+NO_SUCH_PRODUCT = "商品不存在"
+ALREADY_PAID = "该订单已支付"
+TRY_LATER = "系统繁忙，请稍后再试"
+
+
+def handle_scan_callback(
+    uow: UnitOfWork,
+    gateway: PaymentGateway,
+    merchant: Merchant,
+    clock: Clock,
+    fields: Mapping[str, str],
+) -> dict[str, str]:
+    """Answer WeChat's mode-1 callback: who scanned which product.
+
+    Returns the signed reply's fields. A callback whose signature or
+    merchant is wrong gets ``return_code=FAIL`` and no order is placed;
+    an unknown or sold-out product, or a failed unifiedorder, gets
+    ``result_code=FAIL`` with an ``err_code_des`` the payer can read.
+    Storage errors propagate; the entrypoint still answers (see there).
+    """
+    check = check_signature(fields, merchant.api_key, merchant.sign_type)
+    if not check.valid:
+        log.warning("SECURITY callback refused rule=signature reason=%s", check.reason)
+        return protocol_failure(merchant, "签名失败")
+    if fields.get("appid") != merchant.appid or (
+        fields.get("mch_id") != merchant.mch_id
+    ):
+        log.warning("SECURITY callback refused rule=merchant")
+        return protocol_failure(merchant, "商户号或appid不匹配")
+
+    scanned = fields.get("product_id", "")
+    openid = fields.get("openid", "")
+    now = clock.now()
+    with uow:
+        checkout = uow.checkouts.get(scanned)
+        product_id = checkout.product_id if checkout else scanned
+        product = uow.products.get(product_id)
+        if product is None:
+            log.warning("callback for unknown product_id=%s", scanned)
+            return business_failure(merchant, NO_SUCH_PRODUCT)
+        if not product.available:
+            return business_failure(merchant, SOLD_OUT)
+
+        if checkout is not None:
+            earlier = uow.orders.for_checkout(checkout.id)
+            if any(order.is_paid for order in earlier):
+                return business_failure(merchant, ALREADY_PAID)
+            for order in reversed(earlier):
+                reusable = (
+                    order.state is TradeState.NOTPAY
+                    and order.openid == openid
+                    and order.prepay_id
+                    and order.code_expires_at is not None
+                    and order.code_expires_at > now
+                )
+                if reusable:
+                    return prepay_reply(merchant, order.prepay_id)
+
+        order = Order(
+            out_trade_no=new_out_trade_no(now),
+            product_id=product.id,
+            body=product.name,
+            total_fee=checkout.total_fee if checkout else product.price,
+            created_at=now,
+            checkout_id=checkout.id if checkout else None,
+            openid=openid,
+        )
+        uow.orders.add(order)
+        uow.commit()
+
+    try:
+        _place_order(gateway, merchant, order, now)
+    except OrderingFailed:
+        return business_failure(merchant, TRY_LATER)
+
+    with uow:
+        stored = uow.orders.get(order.out_trade_no)
+        if stored is not None:
+            stored.attach_prepay(
+                order.prepay_id, order.code_url, order.code_expires_at or now
+            )
+            uow.orders.save(stored, TradeState.NOTPAY)
+            uow.commit()
+    return prepay_reply(merchant, order.prepay_id)
+
+
+def _reply(merchant: Merchant, fields: dict[str, str]) -> dict[str, str]:
+    base = {
+        "appid": merchant.appid,
+        "mch_id": merchant.mch_id,
+        "nonce_str": new_token(32),
+    }
+    return signed({**fields, **base}, merchant.api_key, merchant.sign_type)
+
+
+def prepay_reply(merchant: Merchant, prepay_id: str) -> dict[str, str]:
+    """The signed success reply that lets the payer's WeChat go on."""
+    return _reply(
+        merchant,
+        {"return_code": "SUCCESS", "result_code": "SUCCESS", "prepay_id": prepay_id},
+    )
+
+
+def business_failure(merchant: Merchant, message: str) -> dict[str, str]:
+    """A signed ``result_code=FAIL``; WeChat shows ``message`` to the payer."""
+    return _reply(
+        merchant,
+        {
+            "return_code": "SUCCESS",
+            "result_code": "FAIL",
+            "err_code_des": message,
+        },
+    )
+
+
+def protocol_failure(merchant: Merchant, message: str) -> dict[str, str]:
+    """A signed ``return_code=FAIL``: the callback itself was not usable."""
+    return _reply(merchant, {"return_code": "FAIL", "return_msg": message})
+
+
+# --- the payment notify ---------------------------------------------------
+
+
+class NotifyVerdict(enum.Enum):
+    """How a payment notify was judged; operators count these."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    BAD_SIGN = "bad_sign"
+    NOT_SUCCESS = "not_success"
+    WRONG_MERCHANT = "wrong_merchant"
+    UNKNOWN_ORDER = "unknown_order"
+    MISMATCH = "mismatch"
+    CONFLICT = "conflict"
+
+    @property
+    def acknowledged(self) -> bool:
+        """True when WeChat should stop sending this notify."""
+        return self in (NotifyVerdict.ACCEPTED, NotifyVerdict.DUPLICATE)
+
+
+@dataclass(frozen=True)
+class NotifyOutcome:
+    """The verdict, the order it concerns and a reason safe to log."""
+
+    verdict: NotifyVerdict
+    out_trade_no: str = ""
+    reason: str = ""
+
+
+def handle_payment_notify(
+    uow: UnitOfWork,
+    merchant: Merchant,
+    clock: Clock,
+    fields: Mapping[str, str],
+) -> NotifyOutcome:
+    """Judge a payment notify and record the payment exactly once.
+
+    Every rule is checked before any state changes: the signature over
+    every received field; ``return_code`` and ``result_code`` SUCCESS;
+    ``appid`` and ``mch_id`` ours; the order exists; ``total_fee`` and
+    ``fee_type`` equal the order's. Then NOTPAY becomes SUCCESS through a
+    compare-and-set, so of many concurrent copies exactly one wins and the
+    others find the payment already recorded.
+
+    SECURITY(notify): a mismatching amount or merchant is refused (FAIL),
+    never fulfilled; WeChat keeps retrying, and every retry is logged at
+    ERROR, which is the alert an operator acts on.
+
+    Raises:
+        StorageUnavailable: the payment could not be stored; WeChat must
+            be told FAIL so that it retries.
+    """
+    out_trade_no = fields.get("out_trade_no", "")
+    check = check_signature(fields, merchant.api_key, merchant.sign_type)
+    if not check.valid:
+        return _refuse(NotifyVerdict.BAD_SIGN, out_trade_no, check.reason)
+    if fields.get("return_code") != "SUCCESS":
+        return _refuse(NotifyVerdict.NOT_SUCCESS, out_trade_no, "return_code")
+    if fields.get("result_code") != "SUCCESS":
+        return _refuse(NotifyVerdict.NOT_SUCCESS, out_trade_no, "result_code")
+    if fields.get("appid") != merchant.appid:
+        return _refuse(NotifyVerdict.WRONG_MERCHANT, out_trade_no, "appid")
+    if fields.get("mch_id") != merchant.mch_id:
+        return _refuse(NotifyVerdict.WRONG_MERCHANT, out_trade_no, "mch_id")
+    transaction_id = fields.get("transaction_id", "")
+    time_end = fields.get("time_end", "")
+    if not transaction_id or not time_end:
+        return _refuse(
+            NotifyVerdict.MISMATCH, out_trade_no, "transaction_id or time_end"
+        )
+    try:
+        total_fee = Fen.parse(fields.get("total_fee", ""))
+    except InvalidAmount:
+        return _refuse(NotifyVerdict.MISMATCH, out_trade_no, "total_fee")
+    fee_type = fields.get("fee_type") or "CNY"
+
+    with uow:
+        order = uow.orders.get(out_trade_no)
+        if order is None:
+            return _refuse(NotifyVerdict.UNKNOWN_ORDER, out_trade_no, "order")
+        if total_fee != order.total_fee:
+            return _refuse(
+                NotifyVerdict.MISMATCH,
+                out_trade_no,
+                f"total_fee {total_fee} != order {order.total_fee}",
+            )
+        if fee_type != order.fee_type:
+            return _refuse(NotifyVerdict.MISMATCH, out_trade_no, "fee_type")
+        if order.state is not TradeState.NOTPAY:
+            return _already(order, transaction_id)
+
+        order.mark_paid(transaction_id, time_end, clock.now())
+        try:
+            won = uow.orders.save(order, TradeState.NOTPAY)
+            if won:
+                uow.commit()
+        except DuplicateKey:
+            won = False
+        if won:
+            log.info(
+                "order paid out_trade_no=%s transaction_id=%s total_fee=%s",
+                out_trade_no,
+                transaction_id,
+                total_fee,
+            )
+            return NotifyOutcome(NotifyVerdict.ACCEPTED, out_trade_no)
+
+    # Another copy of this notify won the race; judge against its result.
+    with uow:
+        order = uow.orders.get(out_trade_no)
+        assert order is not None
+        return _already(order, transaction_id)
+
+
+def _already(order: Order, transaction_id: str) -> NotifyOutcome:
+    if order.is_paid and order.transaction_id == transaction_id:
+        log.info("duplicate notify out_trade_no=%s", order.out_trade_no)
+        return NotifyOutcome(NotifyVerdict.DUPLICATE, order.out_trade_no)
+    return _refuse(
+        NotifyVerdict.CONFLICT,
+        order.out_trade_no,
+        f"order is {order.state.value} with another transaction",
+    )
+
+
+def _refuse(verdict: NotifyVerdict, out_trade_no: str, reason: str) -> NotifyOutcome:
+    level = logging.ERROR if verdict in _ALERTS else logging.WARNING
+    log.log(
+        level,
+        "SECURITY notify refused out_trade_no=%s rule=%s reason=%s",
+        out_trade_no or "-",
+        verdict.value,
+        reason,
+    )
+    return NotifyOutcome(verdict, out_trade_no, reason)
+
+
+_ALERTS = frozenset(
+    {NotifyVerdict.MISMATCH, NotifyVerdict.CONFLICT, NotifyVerdict.WRONG_MERCHANT}
+)
