@@ -44,3 +44,10 @@ def to_xml(fields):
 
 def parse(body):
     return xml_codec.parse(body)
+
+
+def sign_md5_keeping_empties(fields, key):
+    """The classic mistake of C03: empty values hashed as ``name=``."""
+    kept = sorted((k, v) for k, v in fields.items() if k != "sign")
+    text = "&".join(f"{k}={v}" for k, v in kept)
+    return hashlib.md5(f"{text}&key={key}".encode()).hexdigest().upper()
