@@ -167,6 +167,31 @@ class BadResponseSignature(GatewayError):
     """An answer claiming to come from WeChat whose signature fails."""
 
 
+class UnexpectedResponse(GatewayError):
+    """An answer that is not a usable WeChat message.
+
+    A body that does not parse as one, a required field missing, the ids
+    of another appid or mch_id, or an HTTP status that is neither 200 nor
+    a 5xx. Repeating the call would give the same answer: this usually
+    means a wrong API base URL or something else answering in WeChat's
+    place.
+    """
+
+
+class OrderAlreadyPaid(WeChatRejected):
+    """``ORDERPAID``: the order is paid; treat it as paid, do not re-place
+    or close it."""
+
+
+class OrderClosed(WeChatRejected):
+    """``ORDERCLOSED``: the order can no longer be paid; paying again
+    needs a new ``out_trade_no``."""
+
+
+class OrderNotFound(WeChatRejected):
+    """``ORDERNOTEXIST``: WeChat has no order with this ``out_trade_no``."""
+
+
 @dataclass(frozen=True)
 class UnifiedOrderRequest:
     """What unifiedorder needs to place a NATIVE order."""
@@ -212,7 +237,8 @@ class PaymentGateway(abc.ABC):
         """Place a NATIVE order.
 
         Raises:
-            WeChatUnavailable, WeChatRejected, BadResponseSignature.
+            WeChatUnavailable, WeChatRejected (``OrderAlreadyPaid``,
+            ``OrderClosed``), BadResponseSignature, UnexpectedResponse.
         """
 
     @abc.abstractmethod
@@ -220,7 +246,8 @@ class PaymentGateway(abc.ABC):
         """Ask WeChat for an order's state.
 
         Raises:
-            WeChatUnavailable, WeChatRejected, BadResponseSignature.
+            WeChatUnavailable, WeChatRejected (``OrderNotFound``),
+            BadResponseSignature, UnexpectedResponse.
         """
 
     @abc.abstractmethod
@@ -228,7 +255,9 @@ class PaymentGateway(abc.ABC):
         """Close an unpaid order (not within 5 minutes of placing it).
 
         Raises:
-            WeChatUnavailable, WeChatRejected, BadResponseSignature.
+            WeChatUnavailable, WeChatRejected (``OrderAlreadyPaid``: it
+            is paid; ``OrderClosed``), BadResponseSignature,
+            UnexpectedResponse.
         """
 
 
