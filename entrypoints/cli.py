@@ -9,7 +9,12 @@ from collections.abc import Sequence
 
 # Each module exposes ``register(subparsers)`` and sets ``func`` on its
 # parsers; ``func(args)`` returns the exit status.
-COMMAND_MODULES = ("entrypoints.commands.signing",)
+COMMAND_MODULES = (
+    "entrypoints.commands.signing",
+    "entrypoints.commands.database",
+    "entrypoints.commands.catalogue",
+    "simulator.commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
