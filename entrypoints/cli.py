@@ -11,8 +11,6 @@ from collections.abc import Sequence
 # parsers; ``func(args)`` returns the exit status.
 COMMAND_MODULES = (
     "entrypoints.commands.signing",
-    "entrypoints.commands.database",
-    "entrypoints.commands.catalogue",
     "simulator.commands",
 )
 
