@@ -11,6 +11,8 @@ from collections.abc import Sequence
 # parsers; ``func(args)`` returns the exit status.
 COMMAND_MODULES = (
     "entrypoints.commands.signing",
+    "entrypoints.commands.database",
+    "entrypoints.commands.catalogue",
     "simulator.commands",
 )
 

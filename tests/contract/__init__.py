@@ -1,0 +1,1 @@
+"""One storage contract, run against every UnitOfWork adapter."""
