@@ -133,6 +133,9 @@ def _run(engine: Engine, direction: str, revision: str) -> None:
 def _migration_lock(connection: Connection) -> Iterator[None]:
     name = connection.dialect.name
     if name == "postgresql":
+        # TODO(migrations): pg_advisory_lock waits for ever; bound the wait
+        # (lock_timeout or a pg_try_advisory_lock loop) if a stuck deploy
+        # ever holds it.
         lock = text("SELECT pg_advisory_lock(:key)")
         unlock = text("SELECT pg_advisory_unlock(:key)")
         connection.execute(lock, {"key": POSTGRES_LOCK_KEY})
