@@ -11,6 +11,7 @@ from collections.abc import Sequence
 # parsers; ``func(args)`` returns the exit status.
 COMMAND_MODULES = (
     "entrypoints.commands.signing",
+    "entrypoints.commands.service",
     "entrypoints.commands.database",
     "entrypoints.commands.catalogue",
     "simulator.commands",
