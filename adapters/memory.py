@@ -14,6 +14,8 @@ from domain.model import Product
 from domain.model import TradeState
 from domain.ports import CheckoutRepository
 from domain.ports import DuplicateKey
+from domain.ports import InboundLog
+from domain.ports import InboundMessage
 from domain.ports import OrderRepository
 from domain.ports import ProductRepository
 from domain.ports import UnitOfWork
@@ -24,6 +26,7 @@ class _Tables:
     products: dict[str, Product] = field(default_factory=dict)
     checkouts: dict[str, Checkout] = field(default_factory=dict)
     orders: dict[str, Order] = field(default_factory=dict)
+    inbound: list[InboundMessage] = field(default_factory=list)
 
 
 class InMemoryStore:
@@ -99,6 +102,31 @@ class InMemoryOrderRepository(OrderRepository):
                 raise DuplicateKey(f"transaction_id {order.transaction_id}")
 
 
+class InMemoryInboundLog(InboundLog):
+    def __init__(self, tables: _Tables) -> None:
+        self._rows = tables.inbound
+
+    def record(self, message: InboundMessage) -> None:
+        self._rows.append(message)
+
+    def find(
+        self,
+        *,
+        out_trade_no: str | None = None,
+        verdict: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+    ) -> list[InboundMessage]:
+        found = [
+            message
+            for message in reversed(self._rows)
+            if out_trade_no in (None, message.out_trade_no)
+            and verdict in (None, message.verdict)
+            and kind in (None, message.kind)
+        ]
+        return found[:limit]
+
+
 class InMemoryUnitOfWork(UnitOfWork):
     """A unit of work over an :class:`InMemoryStore`.
 
@@ -116,6 +144,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.products = InMemoryProductRepository(self._working)
         self.checkouts = InMemoryCheckoutRepository(self._working)
         self.orders = InMemoryOrderRepository(self._working)
+        self.inbound = InMemoryInboundLog(self._working)
         return self
 
     def __exit__(
@@ -146,3 +175,4 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.products = InMemoryProductRepository(self._working)
         self.checkouts = InMemoryCheckoutRepository(self._working)
         self.orders = InMemoryOrderRepository(self._working)
+        self.inbound = InMemoryInboundLog(self._working)

@@ -43,6 +43,8 @@ from domain.model import TradeState
 from domain.money import Fen
 from domain.ports import CheckoutRepository
 from domain.ports import DuplicateKey
+from domain.ports import InboundLog
+from domain.ports import InboundMessage
 from domain.ports import OrderRepository
 from domain.ports import ProductRepository
 from domain.ports import StorageUnavailable
@@ -319,6 +321,54 @@ class SqlAlchemyOrderRepository(_Repository, OrderRepository):
         return result.rowcount == 1
 
 
+class SqlAlchemyInboundLog(_Repository, InboundLog):
+    """The audit trail in the ``inbound_messages`` table."""
+
+    def record(self, message: InboundMessage) -> None:
+        statement = insert(tables.inbound_messages).values(
+            kind=message.kind,
+            received_at=message.received_at,
+            verdict=message.verdict,
+            out_trade_no=message.out_trade_no[:32],
+            remote_addr=message.remote_addr[:64],
+            request_id=message.request_id[:64],
+            body=message.body,
+        )
+        with self._connection() as connection:
+            connection.execute(statement)
+
+    def find(
+        self,
+        *,
+        out_trade_no: str | None = None,
+        verdict: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+    ) -> list[InboundMessage]:
+        table = tables.inbound_messages
+        query = select(table).order_by(table.c.id.desc()).limit(limit)
+        if out_trade_no is not None:
+            query = query.where(table.c.out_trade_no == out_trade_no)
+        if verdict is not None:
+            query = query.where(table.c.verdict == verdict)
+        if kind is not None:
+            query = query.where(table.c.kind == kind)
+        with self._connection() as connection:
+            rows = connection.execute(query).all()
+        return [
+            InboundMessage(
+                kind=row.kind,
+                received_at=row.received_at,
+                verdict=row.verdict,
+                body=row.body,
+                out_trade_no=row.out_trade_no,
+                remote_addr=row.remote_addr,
+                request_id=row.request_id,
+            )
+            for row in rows
+        ]
+
+
 def _product(row: Row[Any]) -> Product:
     return Product(
         id=row.id,
@@ -385,6 +435,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     products: SqlAlchemyProductRepository
     checkouts: SqlAlchemyCheckoutRepository
     orders: SqlAlchemyOrderRepository
+    inbound: SqlAlchemyInboundLog
 
     def __init__(self, bind: Engine | sessionmaker[Session]) -> None:
         if isinstance(bind, Engine):
@@ -400,6 +451,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.products = SqlAlchemyProductRepository(session)
         self.checkouts = SqlAlchemyCheckoutRepository(session)
         self.orders = SqlAlchemyOrderRepository(session)
+        self.inbound = SqlAlchemyInboundLog(session)
         return self
 
     def __exit__(

@@ -1,4 +1,5 @@
-"""The SQL schema: products, checkouts and orders as SQLAlchemy Core tables.
+"""The SQL schema as SQLAlchemy Core tables: products, checkouts, orders
+and the inbound log.
 
 The Alembic migrations in ``migrations/versions`` create this schema; a test
 compares the two so that they cannot drift apart. Money columns hold integer
@@ -16,10 +17,12 @@ from sqlalchemy import Boolean
 from sqlalchemy import Column
 from sqlalchemy import DateTime
 from sqlalchemy import Index
+from sqlalchemy import Integer
 from sqlalchemy import MetaData
 from sqlalchemy import SmallInteger
 from sqlalchemy import String
 from sqlalchemy import Table
+from sqlalchemy import Text
 from sqlalchemy import TypeDecorator
 from sqlalchemy import UniqueConstraint
 from sqlalchemy.dialects import mysql
@@ -135,5 +138,25 @@ orders = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     UniqueConstraint("transaction_id", name="uq_orders_transaction_id"),
     Index("ix_orders_checkout_id", "checkout_id"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# The audit trail: every inbound callback and notify, raw, with its verdict.
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("verdict", String(32), nullable=False),
+    Column("out_trade_no", key(32), nullable=False),
+    Column("remote_addr", String(64), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column(
+        "body",
+        Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb"),
+        nullable=False,
+    ),
+    Index("ix_inbound_messages_out_trade_no", "out_trade_no"),
     **MYSQL_TABLE_OPTIONS,
 )

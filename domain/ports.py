@@ -88,6 +88,42 @@ class OrderRepository(abc.ABC):
         """
 
 
+@dataclass(frozen=True)
+class InboundMessage:
+    """A raw message WeChat (or someone claiming to be WeChat) sent us.
+
+    Kept with the verdict it got, whatever that was: the audit trail an
+    operator reads when a payment is disputed or a forgery is suspected.
+    """
+
+    kind: str
+    received_at: datetime
+    verdict: str
+    body: str
+    out_trade_no: str = ""
+    remote_addr: str = ""
+    request_id: str = ""
+
+
+class InboundLog(abc.ABC):
+    """The audit trail of inbound callbacks and notifies."""
+
+    @abc.abstractmethod
+    def record(self, message: InboundMessage) -> None:
+        """Append one message."""
+
+    @abc.abstractmethod
+    def find(
+        self,
+        *,
+        out_trade_no: str | None = None,
+        verdict: str | None = None,
+        kind: str | None = None,
+        limit: int = 50,
+    ) -> list[InboundMessage]:
+        """Return matching messages, newest first."""
+
+
 class UnitOfWork(abc.ABC):
     """One transaction over the repositories; the only thing that commits.
 
@@ -99,6 +135,7 @@ class UnitOfWork(abc.ABC):
     products: ProductRepository
     checkouts: CheckoutRepository
     orders: OrderRepository
+    inbound: InboundLog
 
     def __enter__(self) -> UnitOfWork:
         return self

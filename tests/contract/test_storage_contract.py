@@ -21,6 +21,7 @@ from domain.model import Product
 from domain.model import TradeState
 from domain.money import Fen
 from domain.ports import DuplicateKey
+from domain.ports import InboundMessage
 
 T0 = datetime(2024, 1, 1, 10, 0, 0, 123456, tzinfo=BEIJING)
 TXN = "4200000000202401010000000001"
@@ -453,3 +454,38 @@ def test_concurrent_adds_of_one_out_trade_no_keep_exactly_one(uow_factory):
     assert all(isinstance(o, DuplicateKey) for o in outcomes if o is not True)
     stored = stored_order(uow_factory, an_order().out_trade_no)
     assert stored == replace(an_order(), body=f"copy {winners[0]}")
+
+
+def an_inbound(verdict="accepted", out_trade_no="T20240101000001", **fields):
+    values = {
+        "kind": "notify",
+        "received_at": T0,
+        "verdict": verdict,
+        "body": "<xml><a><![CDATA[中文 ]]>]]></a></xml>" + "x" * 20000,
+        "out_trade_no": out_trade_no,
+        "remote_addr": "203.0.113.7",
+        "request_id": "rid-1",
+    }
+    values.update(fields)
+    return InboundMessage(**values)
+
+
+def test_the_inbound_log_keeps_raw_bodies_newest_first(uow_factory):
+    first = an_inbound("bad_sign")
+    second = an_inbound("accepted", kind="callback", out_trade_no="")
+    with uow_factory() as uow:
+        uow.inbound.record(first)
+        uow.inbound.record(second)
+        uow.commit()
+
+    with uow_factory() as uow:
+        everything = uow.inbound.find()
+        refused = uow.inbound.find(verdict="bad_sign")
+        for_order = uow.inbound.find(out_trade_no="T20240101000001")
+        callbacks = uow.inbound.find(kind="callback")
+
+    assert everything == [second, first]
+    assert refused == [first]
+    assert for_order == [first]
+    assert callbacks == [second]
+    assert_aware_and_equal(everything[1].received_at, T0)
