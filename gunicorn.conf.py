@@ -125,6 +125,16 @@ access_log_format = (
 proc_name = "wxpay-native"
 
 # ---------------------------------------------------------------------------
+# Control
+# ---------------------------------------------------------------------------
+
+# gunicorn's runtime control socket (for gunicornc) lives at one fixed
+# path per user, so a second instance on the same host would fight over
+# it. We steer gunicorn with signals (systemd's reload sends HUP), so
+# the socket is off.
+control_socket_disable = True
+
+# ---------------------------------------------------------------------------
 # Hooks
 # ---------------------------------------------------------------------------
 
