@@ -71,7 +71,8 @@ graceful_timeout = 20
 
 # How long an idle keep-alive connection stays open. nginx reuses its
 # upstream connections; a few seconds saves reconnects without hoarding
-# threads.
+# threads. nginx's upstream keepalive_timeout (deploy/nginx, 4 s) stays
+# below this, so nginx, not gunicorn, closes an idle connection.
 keepalive = 5
 
 # ---------------------------------------------------------------------------

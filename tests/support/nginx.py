@@ -40,6 +40,7 @@ http {{
     upstream wxpay_native {{
         server 127.0.0.1:{upstream_port};
         keepalive 4;
+        keepalive_timeout 4s;
     }}
     server {{
         listen {listen_host}:{listen_port};
