@@ -96,9 +96,10 @@ limit_request_field_size = 8190
 # Behind a proxy
 # ---------------------------------------------------------------------------
 
-# SECURITY(proxy): the addresses allowed to set X-Forwarded-* (client
-# address and scheme). This setting and the app's TrustedProxyMiddleware
-# both read WXPAY_TRUSTED_PROXIES, so there is one owner of the decision;
+# SECURITY(proxy): the peers whose X-Forwarded-Proto gunicorn believes
+# (the request's scheme). gunicorn never takes the client address from
+# X-Forwarded-For: the app's TrustedProxyMiddleware does, and it reads
+# the same WXPAY_TRUSTED_PROXIES, so there is one owner of the decision;
 # deploy/nginx must agree (it overwrites X-Forwarded-For). Never "*":
 # then any client could claim any address and scheme.
 forwarded_allow_ips = os.environ.get("WXPAY_TRUSTED_PROXIES", "127.0.0.1")
