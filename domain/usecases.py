@@ -218,17 +218,38 @@ ALREADY_PAID = "该订单已支付"
 TRY_LATER = "系统繁忙，请稍后再试"
 
 
+class ScanVerdict(enum.Enum):
+    """How a mode-1 callback was answered; the audit trail keeps these."""
+
+    PREPAY = "prepay"
+    BAD_SIGN = "bad_sign"
+    WRONG_MERCHANT = "wrong_merchant"
+    UNKNOWN_PRODUCT = "unknown_product"
+    SOLD_OUT = "sold_out"
+    ALREADY_PAID = "already_paid"
+    WECHAT_FAILED = "wechat_failed"
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """The signed reply's fields, the verdict, and the order (if any)."""
+
+    reply: dict[str, str]
+    verdict: ScanVerdict
+    out_trade_no: str = ""
+
+
 def handle_scan_callback(
     uow: UnitOfWork,
     gateway: PaymentGateway,
     merchant: Merchant,
     clock: Clock,
     fields: Mapping[str, str],
-) -> dict[str, str]:
+) -> ScanOutcome:
     """Answer WeChat's mode-1 callback: who scanned which product.
 
-    Returns the signed reply's fields. A callback whose signature or
-    merchant is wrong gets ``return_code=FAIL`` and no order is placed;
+    Returns the signed reply with its verdict. A callback whose signature
+    or merchant is wrong gets ``return_code=FAIL`` and no order is placed;
     an unknown or sold-out product, or a failed unifiedorder, gets
     ``result_code=FAIL`` with an ``err_code_des`` the payer can read.
     Storage errors propagate; the entrypoint still answers (see there).
@@ -236,12 +257,14 @@ def handle_scan_callback(
     check = check_signature(fields, merchant.api_key, merchant.sign_type)
     if not check.valid:
         log.warning("SECURITY callback refused rule=signature reason=%s", check.reason)
-        return protocol_failure(merchant, "签名失败")
+        reply = protocol_failure(merchant, "签名失败")
+        return ScanOutcome(reply, ScanVerdict.BAD_SIGN)
     if fields.get("appid") != merchant.appid or (
         fields.get("mch_id") != merchant.mch_id
     ):
         log.warning("SECURITY callback refused rule=merchant")
-        return protocol_failure(merchant, "商户号或appid不匹配")
+        reply = protocol_failure(merchant, "商户号或appid不匹配")
+        return ScanOutcome(reply, ScanVerdict.WRONG_MERCHANT)
 
     scanned = fields.get("product_id", "")
     openid = fields.get("openid", "")
@@ -252,14 +275,20 @@ def handle_scan_callback(
         product = uow.products.get(product_id)
         if product is None:
             log.warning("callback for unknown product_id=%s", scanned)
-            return business_failure(merchant, NO_SUCH_PRODUCT)
+            reply = business_failure(merchant, NO_SUCH_PRODUCT)
+            return ScanOutcome(reply, ScanVerdict.UNKNOWN_PRODUCT)
         if not product.available:
-            return business_failure(merchant, SOLD_OUT)
+            reply = business_failure(merchant, SOLD_OUT)
+            return ScanOutcome(reply, ScanVerdict.SOLD_OUT)
 
         if checkout is not None:
             earlier = uow.orders.for_checkout(checkout.id)
-            if any(order.is_paid for order in earlier):
-                return business_failure(merchant, ALREADY_PAID)
+            paid = [order for order in earlier if order.is_paid]
+            if paid:
+                reply = business_failure(merchant, ALREADY_PAID)
+                return ScanOutcome(
+                    reply, ScanVerdict.ALREADY_PAID, paid[0].out_trade_no
+                )
             for order in reversed(earlier):
                 reusable = (
                     order.state is TradeState.NOTPAY
@@ -269,7 +298,8 @@ def handle_scan_callback(
                     and order.code_expires_at > now
                 )
                 if reusable:
-                    return prepay_reply(merchant, order.prepay_id)
+                    reply = prepay_reply(merchant, order.prepay_id)
+                    return ScanOutcome(reply, ScanVerdict.PREPAY, order.out_trade_no)
 
         order = Order(
             out_trade_no=new_out_trade_no(now),
@@ -286,7 +316,8 @@ def handle_scan_callback(
     try:
         _place_order(gateway, merchant, order, now)
     except OrderingFailed:
-        return business_failure(merchant, TRY_LATER)
+        reply = business_failure(merchant, TRY_LATER)
+        return ScanOutcome(reply, ScanVerdict.WECHAT_FAILED, order.out_trade_no)
 
     with uow:
         stored = uow.orders.get(order.out_trade_no)
@@ -296,7 +327,8 @@ def handle_scan_callback(
             )
             uow.orders.save(stored, TradeState.NOTPAY)
             uow.commit()
-    return prepay_reply(merchant, order.prepay_id)
+    reply = prepay_reply(merchant, order.prepay_id)
+    return ScanOutcome(reply, ScanVerdict.PREPAY, order.out_trade_no)
 
 
 def _reply(merchant: Merchant, fields: dict[str, str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import falcon
@@ -232,10 +233,27 @@ def application_from_env() -> WSGIApp:
         settings.sign_type.value,
         settings.notify_url,
     )
-    app = create_app(build_service(settings))
+    return production_stack(create_app(build_service(settings)))
+
+
+def production_stack(
+    app: WSGIApp, environ: Mapping[str, str] | None = None
+) -> WSGIApp:
+    """Wrap the app in the middleware production runs it with.
+
+    Inside, the request-id/metrics middleware; outside that, the
+    trusted-proxy middleware, so that the client address is settled
+    before anything logs it. ``application_from_env`` and
+    ``WeChatPayMiddleware`` both serve the app through this one function.
+
+    Args:
+        app: the Falcon app from :func:`create_app`.
+        environ: where to read ``WXPAY_TRUSTED_PROXIES`` (``os.environ``).
+    """
+    environ = os.environ if environ is None else environ
     # SECURITY(proxy): the same list as gunicorn's forwarded_allow_ips
     # (gunicorn.conf.py) and the proxy in deploy/nginx; see there.
     trusted = parse_trusted(
-        os.environ.get(TRUSTED_PROXIES_VARIABLE, DEFAULT_TRUSTED_PROXIES)
+        environ.get(TRUSTED_PROXIES_VARIABLE, DEFAULT_TRUSTED_PROXIES)
     )
     return TrustedProxyMiddleware(RequestContextMiddleware(app), trusted=trusted)

@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "entrypoints.commands.service",
     "entrypoints.commands.database",
     "entrypoints.commands.catalogue",
+    "entrypoints.commands.audit",
     "simulator.commands",
 )
 

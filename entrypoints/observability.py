@@ -21,6 +21,8 @@ from entrypoints.wsgi_types import StartResponse
 from entrypoints.wsgi_types import WSGIApp
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Where the request's id waits in the WSGI environ for the app to read.
+REQUEST_ID_ENVIRON = "wxpay.request_id"
 _SANE_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}\Z")
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
@@ -45,7 +47,7 @@ class RequestContextMiddleware:
         incoming = environ.get("HTTP_X_REQUEST_ID", "")
         rid = incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex
         token = request_id.set(rid)
-        environ["wxpay.request_id"] = rid
+        environ[REQUEST_ID_ENVIRON] = rid
         started = time.perf_counter()
         status_seen = ["500"]
 

@@ -16,6 +16,7 @@ import falcon
 from adapters import xml_codec
 from adapters.prometheus_metrics import CALLBACK_OUTCOMES
 from adapters.prometheus_metrics import NOTIFY_VERDICTS
+from domain.ports import InboundMessage
 from domain.ports import StorageUnavailable
 from domain.usecases import TRY_LATER
 from domain.usecases import business_failure
@@ -24,6 +25,7 @@ from domain.usecases import handle_scan_callback
 from domain.usecases import protocol_failure
 from entrypoints.bodies import read_bounded
 from entrypoints.bootstrap import Service
+from entrypoints.observability import REQUEST_ID_ENVIRON
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,25 @@ NOTIFY_OK = (
 )
 SYSTEM_ERROR = "SYSTEMERROR"
 
+# The audit trail's kinds, and the verdicts an entrypoint adds to the use
+# cases' own (NotifyVerdict, ScanVerdict).
+NOTIFY = "notify"
+CALLBACK = "callback"
+XML_REJECTED = "xml_rejected"
+STORAGE_UNAVAILABLE = "storage_unavailable"
+ERROR = "error"
+# The widths of the audit trail's verdict and out_trade_no columns.
+AUDIT_FIELD_LIMIT = 32
 
-def read_message(req: falcon.Request, limits: xml_codec.XmlLimits) -> dict[str, str]:
-    """Read and parse a WeChat message, never more than the size limit.
+
+def read_body(req: falcon.Request, limits: xml_codec.XmlLimits) -> bytes:
+    """Read a WeChat message's raw body, never more than the size limit.
+
+    Returns at most ``limits.max_bytes + 1`` bytes, which the codec then
+    refuses as too large.
 
     Raises:
-        XmlRejected: the body is too large, empty or not a WeChat message.
+        BodyTooLarge: the declared length is over the limit (unread).
     """
     # SECURITY(xml): a declared length over the limit is refused unread;
     # one that is absent or lies is bounded by read_bounded, and the codec
@@ -51,7 +66,16 @@ def read_message(req: falcon.Request, limits: xml_codec.XmlLimits) -> dict[str, 
         raise xml_codec.BodyTooLarge(
             f"Content-Length {declared}, the limit is {limits.max_bytes}"
         )
-    return xml_codec.parse(read_bounded(req, limits.max_bytes), limits)
+    return read_bounded(req, limits.max_bytes)
+
+
+def read_message(req: falcon.Request, limits: xml_codec.XmlLimits) -> dict[str, str]:
+    """Read and parse a WeChat message, never more than the size limit.
+
+    Raises:
+        XmlRejected: the body is too large, empty or not a WeChat message.
+    """
+    return xml_codec.parse(read_body(req, limits), limits)
 
 
 def _answer_xml(resp: falcon.Response, body: bytes) -> None:
@@ -60,13 +84,59 @@ def _answer_xml(resp: falcon.Response, body: bytes) -> None:
     resp.data = body
 
 
+def record_inbound(
+    service: Service,
+    req: falcon.Request,
+    *,
+    kind: str,
+    raw: bytes,
+    verdict: str,
+    out_trade_no: str = "",
+) -> None:
+    """Keep the raw message and its verdict in the audit trail.
+
+    Called by both WeChat resources once their reply is decided, in a
+    unit of work of its own, so a refused message is kept as well as an
+    accepted one.
+
+    NOTE(audit): a failing audit write is logged at ERROR and otherwise
+    ignored: the reply WeChat gets depends on the payment, never on the
+    audit trail. The body is cut at the XML size limit (the parser never
+    reads more) and decoded with replacement, so any bytes can be kept.
+    """
+    limit = service.xml_limits.max_bytes
+    message = InboundMessage(
+        kind=kind,
+        received_at=service.clock.now(),
+        verdict=verdict[:AUDIT_FIELD_LIMIT],
+        body=raw[:limit].decode("utf-8", errors="replace"),
+        # SECURITY(audit): out_trade_no is whatever the sender wrote; it
+        # is cut to the column's size, the whole of it stays in the body.
+        out_trade_no=out_trade_no[:AUDIT_FIELD_LIMIT],
+        remote_addr=(req.remote_addr or "")[:64],
+        request_id=str(req.env.get(REQUEST_ID_ENVIRON, ""))[:64],
+    )
+    try:
+        with service.uow_factory() as uow:
+            uow.inbound.record(message)
+            uow.commit()
+    except Exception:
+        log.exception(
+            "audit trail not written kind=%s verdict=%s out_trade_no=%s",
+            kind,
+            message.verdict,
+            message.out_trade_no or "-",
+        )
+
+
 class ScanCallbackResource:
     """WeChat's mode-1 callback: a payer scanned one of our static codes.
 
     Always answers HTTP 200 with a signed XML reply: ``return_code=FAIL``
     when the message is unusable or forged, ``result_code=FAIL`` with a
     reason the payer reads when the sale cannot go on (unknown product,
-    WeChat or storage failing), else the ``prepay_id`` to pay with.
+    WeChat or storage failing), else the ``prepay_id`` to pay with. Every
+    callback goes to the audit trail with its verdict.
     """
 
     def __init__(self, service: Service) -> None:
@@ -74,9 +144,12 @@ class ScanCallbackResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         service = self._service
+        raw = b""
+        out_trade_no = ""
         try:
-            fields = read_message(req, service.xml_limits)
-            reply = handle_scan_callback(
+            raw = read_body(req, service.xml_limits)
+            fields = xml_codec.parse(raw, service.xml_limits)
+            outcome = handle_scan_callback(
                 service.uow_factory(),
                 service.gateway,
                 service.merchant,
@@ -86,32 +159,36 @@ class ScanCallbackResource:
         except xml_codec.XmlRejected as error:
             log.warning("SECURITY callback refused rule=xml code=%s", error.code)
             reply = protocol_failure(service.merchant, error.code)
-            outcome = "xml_rejected"
+            metric, verdict = XML_REJECTED, f"{XML_REJECTED}:{error.code}"
         except Exception:
             # NOTE(wechat): storage down or a bug; the payer is asked to
             # try again, and the traceback goes to the operator.
             log.exception("callback failed; answered result_code=FAIL")
             reply = business_failure(service.merchant, TRY_LATER)
-            outcome = "error"
+            metric = verdict = ERROR
         else:
-            outcome = _callback_outcome(reply)
+            reply = outcome.reply
+            metric = verdict = outcome.verdict.value
+            out_trade_no = outcome.out_trade_no
 
-        CALLBACK_OUTCOMES.labels(outcome).inc()
+        CALLBACK_OUTCOMES.labels(metric).inc()
         log.info(
-            "callback answered outcome=%s return_code=%s result_code=%s",
-            outcome,
+            "callback answered verdict=%s out_trade_no=%s return_code=%s"
+            " result_code=%s",
+            verdict,
+            out_trade_no or "-",
             reply.get("return_code"),
             reply.get("result_code", "-"),
         )
+        record_inbound(
+            service,
+            req,
+            kind=CALLBACK,
+            raw=raw,
+            verdict=verdict,
+            out_trade_no=out_trade_no,
+        )
         _answer_xml(resp, xml_codec.write(reply))
-
-
-def _callback_outcome(reply: dict[str, str]) -> str:
-    if reply.get("return_code") != "SUCCESS":
-        return "refused"
-    if reply.get("result_code") != "SUCCESS":
-        return "cannot_sell"
-    return "prepay"
 
 
 class PaymentNotifyResource:
@@ -119,7 +196,8 @@ class PaymentNotifyResource:
 
     Answers HTTP 200 with the exact SUCCESS reply once the payment is
     recorded (or was already); any other outcome answers FAIL, which makes
-    WeChat send the notify again later.
+    WeChat send the notify again later. Every notify goes to the audit
+    trail with its verdict.
     """
 
     def __init__(self, service: Service) -> None:
@@ -127,39 +205,50 @@ class PaymentNotifyResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         service = self._service
+        raw = b""
+        fields: dict[str, str] = {}
         try:
-            fields = read_message(req, service.xml_limits)
+            raw = read_body(req, service.xml_limits)
+            fields = xml_codec.parse(raw, service.xml_limits)
             outcome = handle_payment_notify(
                 service.uow_factory(), service.merchant, service.clock, fields
             )
         except xml_codec.XmlRejected as error:
             log.warning("SECURITY notify refused rule=xml code=%s", error.code)
-            NOTIFY_VERDICTS.labels("xml_rejected").inc()
-            _answer_xml(resp, _notify_fail(error.code))
-            return
+            metric, verdict = XML_REJECTED, f"{XML_REJECTED}:{error.code}"
+            answer = _notify_fail(error.code)
         except StorageUnavailable:
             log.exception("notify not stored; answered FAIL so WeChat retries")
-            NOTIFY_VERDICTS.labels("storage_unavailable").inc()
-            _answer_xml(resp, _notify_fail(SYSTEM_ERROR))
-            return
+            metric = verdict = STORAGE_UNAVAILABLE
+            answer = _notify_fail(SYSTEM_ERROR)
         except Exception:
             log.exception("notify failed; answered FAIL so WeChat retries")
-            NOTIFY_VERDICTS.labels("error").inc()
-            _answer_xml(resp, _notify_fail(SYSTEM_ERROR))
-            return
-
-        NOTIFY_VERDICTS.labels(outcome.verdict.value).inc()
-        log.info(
-            "notify answered out_trade_no=%s verdict=%s",
-            outcome.out_trade_no or "-",
-            outcome.verdict.value,
-        )
-        if outcome.verdict.acknowledged:
-            _answer_xml(resp, NOTIFY_OK)
+            metric = verdict = ERROR
+            answer = _notify_fail(SYSTEM_ERROR)
         else:
-            # NOTE(notify): the verdict's name, not its reason, goes back:
-            # the reason may quote what the sender wrote.
-            _answer_xml(resp, _notify_fail(outcome.verdict.value))
+            metric = verdict = outcome.verdict.value
+            log.info(
+                "notify answered out_trade_no=%s verdict=%s",
+                outcome.out_trade_no or "-",
+                verdict,
+            )
+            if outcome.verdict.acknowledged:
+                answer = NOTIFY_OK
+            else:
+                # NOTE(notify): the verdict's name, not its reason, goes
+                # back: the reason may quote what the sender wrote.
+                answer = _notify_fail(verdict)
+
+        NOTIFY_VERDICTS.labels(metric).inc()
+        record_inbound(
+            service,
+            req,
+            kind=NOTIFY,
+            raw=raw,
+            verdict=verdict,
+            out_trade_no=fields.get("out_trade_no", ""),
+        )
+        _answer_xml(resp, answer)
 
 
 def _notify_fail(reason: str) -> bytes:

@@ -6,16 +6,12 @@ import argparse
 import sys
 from typing import Any
 
-from adapters import alembic_migrations
 from adapters.sqlalchemy_store import SqlAlchemyUnitOfWork
-from adapters.sqlalchemy_store import create_engine_for
 from domain.model import InvalidProduct
 from domain.model import Product
 from domain.money import Fen
 from domain.money import InvalidAmount
-from domain.ports import DuplicateKey
-from domain.ports import StorageUnavailable
-from entrypoints.commands.database import database_url
+from entrypoints.commands.database import with_store
 
 
 def register(subparsers: Any) -> None:
@@ -74,7 +70,7 @@ def run_add(args: argparse.Namespace) -> int:
             uow.products.save(product)
             uow.commit()
 
-    status = _with_store(save)
+    status = with_store(save)
     if status == 0:
         state = "available" if product.available else "unavailable"
         print(f"{product.id} {product.price} fen {state}: {product.name}")
@@ -88,7 +84,7 @@ def run_list(args: argparse.Namespace) -> int:
         with uow:
             found.extend(uow.products.list())
 
-    status = _with_store(read)
+    status = with_store(read)
     if status != 0:
         return status
     if not found:
@@ -96,23 +92,4 @@ def run_list(args: argparse.Namespace) -> int:
     for product in found:
         state = "available" if product.available else "unavailable"
         print(f"{product.id}\t{product.price}\t{state}\t{product.name}")
-    return 0
-
-
-def _with_store(work: Any) -> int:
-    engine = create_engine_for(database_url())
-    try:
-        if not alembic_migrations.is_at_head(engine):
-            print(
-                "wxpay: the database schema is not current;"
-                " run `wxpay db upgrade` first",
-                file=sys.stderr,
-            )
-            return 1
-        work(SqlAlchemyUnitOfWork(engine))
-    except (StorageUnavailable, DuplicateKey) as error:
-        print(f"wxpay: {error}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
     return 0

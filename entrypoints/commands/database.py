@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from adapters import alembic_migrations
+from adapters.sqlalchemy_store import SqlAlchemyUnitOfWork
 from adapters.sqlalchemy_store import create_engine_for
 from adapters.sqlalchemy_store import describe
+from domain.ports import DuplicateKey
 from domain.ports import StorageUnavailable
 from entrypoints.settings import DEFAULT_DATABASE_URL
 
@@ -81,4 +84,28 @@ def run_status(args: argparse.Namespace) -> int:
     if current != head:
         print("wxpay: run `wxpay db upgrade`", file=sys.stderr)
         return 1
+    return 0
+
+
+def with_store(work: Callable[[SqlAlchemyUnitOfWork], None]) -> int:
+    """Run ``work`` on a unit of work over WXPAY_DATABASE_URL.
+
+    Returns the exit status: 0, or 1 after saying on stderr why the
+    database could not be used (unreachable, or not migrated to head).
+    """
+    engine = create_engine_for(database_url())
+    try:
+        if not alembic_migrations.is_at_head(engine):
+            print(
+                "wxpay: the database schema is not current;"
+                " run `wxpay db upgrade` first",
+                file=sys.stderr,
+            )
+            return 1
+        work(SqlAlchemyUnitOfWork(engine))
+    except (StorageUnavailable, DuplicateKey) as error:
+        print(f"wxpay: {error}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
     return 0

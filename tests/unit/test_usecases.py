@@ -197,7 +197,7 @@ def test_an_unknown_checkout_is_not_found(store):
 def scan(store, gateway, fields):
     return usecases.handle_scan_callback(
         uow_for(store), gateway, merchant(), FixedClock(), fields
-    )
+    ).reply
 
 
 def mode_1_checkout(store):
