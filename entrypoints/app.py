@@ -32,6 +32,7 @@ from entrypoints.observability import RequestContextMiddleware
 from entrypoints.observability import configure_logging
 from entrypoints.ops_resources import HealthResource
 from entrypoints.ops_resources import MetricsResource
+from entrypoints.ops_resources import ReadinessResource
 from entrypoints.pages import CheckoutPage
 from entrypoints.pages import Favicon
 from entrypoints.pages import ShopPage
@@ -105,6 +106,7 @@ def create_app(service: Service) -> App:
     app.add_route("/api/checkouts/{checkout_id}/qr.svg", qr, suffix="svg")
     app.add_route("/api/checkouts/{checkout_id}/qr.png", qr, suffix="png")
     app.add_route("/healthz", HealthResource())
+    app.add_route("/readyz", ReadinessResource(service.readiness))
     app.add_route("/metrics", MetricsResource())
 
     _register_error_handlers(app)
@@ -236,9 +238,7 @@ def application_from_env() -> WSGIApp:
     return production_stack(create_app(build_service(settings)))
 
 
-def production_stack(
-    app: WSGIApp, environ: Mapping[str, str] | None = None
-) -> WSGIApp:
+def production_stack(app: WSGIApp, environ: Mapping[str, str] | None = None) -> WSGIApp:
     """Wrap the app in the middleware production runs it with.
 
     Inside, the request-id/metrics middleware; outside that, the
