@@ -26,6 +26,8 @@ from urllib3.exceptions import HTTPError
 from urllib3.exceptions import SSLError
 
 from adapters import xml_codec
+from adapters.prometheus_metrics import WECHAT_CALLS
+from adapters.prometheus_metrics import WECHAT_LATENCY
 from domain.merchant import Merchant
 from domain.money import Fen
 from domain.money import InvalidAmount
@@ -264,6 +266,12 @@ class Urllib3WeChatGateway(PaymentGateway):
             attempts, outcome = failure.attempts, failure.outcome
             raise failure.error from failure.error.__cause__
         finally:
+            elapsed = time.monotonic() - started
+            # NOTE(metrics): counted here, once per call whatever its end,
+            # with the same result word as the log line (SUCCESS or the
+            # err_code or failure kind); retries are inside one call.
+            WECHAT_CALLS.labels(api, outcome).inc()
+            WECHAT_LATENCY.labels(api).observe(elapsed)
             log.info(
                 "wechat call api=%s out_trade_no=%s result=%s attempts=%d"
                 " elapsed_ms=%d",
@@ -271,7 +279,7 @@ class Urllib3WeChatGateway(PaymentGateway):
                 out_trade_no,
                 outcome,
                 attempts,
-                (time.monotonic() - started) * 1000,
+                elapsed * 1000,
             )
 
     def _send_with_retries(
