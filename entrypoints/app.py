@@ -37,6 +37,7 @@ from entrypoints.pages import CheckoutPage
 from entrypoints.pages import Favicon
 from entrypoints.pages import ShopPage
 from entrypoints.pages import StaticFiles
+from entrypoints.pages import base_path
 from entrypoints.pages import error_page
 from entrypoints.proxy import TrustedProxyMiddleware
 from entrypoints.proxy import parse_trusted
@@ -194,7 +195,7 @@ def _serialize_error(
     )
     if wants_page:
         resp.content_type = falcon.MEDIA_HTML
-        resp.text = error_page(title, description)
+        resp.text = error_page(title, description, base_path(req))
         return
     resp.content_type = falcon.MEDIA_JSON
     resp.text = json.dumps({"title": title, "description": description})

@@ -21,6 +21,7 @@ from domain.usecases import checkout_status
 from domain.usecases import start_checkout
 from entrypoints.bodies import read_bounded
 from entrypoints.bootstrap import Service
+from entrypoints.pages import base_path
 
 MAX_JSON_BYTES = 4 * 1024
 # NOTE(qr): a checkout's code never changes once made, but it is a payment
@@ -146,7 +147,7 @@ class CheckoutsResource:
         )
 
         resp.status = falcon.HTTP_201
-        resp.location = f"/api/checkouts/{view.id}"
+        resp.location = f"{base_path(req)}/api/checkouts/{view.id}"
         resp.media = checkout_json(view)
 
 

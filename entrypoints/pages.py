@@ -97,7 +97,10 @@ class ShopPage:
                 "<li>No products yet: add one with <code>wxpay product add</code>.</li>"
             ]
         resp.cache_control = ["no-cache"]
-        answer_html(resp, self._page.substitute(products="\n".join(items)))
+        page = self._page.substitute(
+            products="\n".join(items), base=html.escape(base_path(req))
+        )
+        answer_html(resp, page)
 
 
 class CheckoutPage:
@@ -113,9 +116,9 @@ class CheckoutPage:
         view = checkout_status(self._service.uow_factory(), checkout_id)
 
         resp.cache_control = ["no-store"]
-        answer_html(resp, self._render(view))
+        answer_html(resp, self._render(view, base_path(req)))
 
-    def _render(self, view: CheckoutView) -> str:
+    def _render(self, view: CheckoutView, base: str) -> str:
         english, chinese = STATUS_TEXT.get(view.status, (view.status, ""))
         expires_at = view.expires_at.isoformat() if view.expires_at else ""
         return render(
@@ -131,6 +134,7 @@ class CheckoutPage:
             expires_at=expires_at,
             qr_content=view.qr_content,
             status_labels=STATUS_TEXT_JSON,
+            base=base,
         )
 
 
@@ -168,6 +172,18 @@ class Favicon:
         resp.cache_control = ["public", "max-age=86400"]
 
 
-def error_page(title: str, description: str) -> str:
+def error_page(title: str, description: str, base: str = "") -> str:
     """A plain error page for a person (the API answers JSON)."""
-    return render(template("error.html"), title=title, description=description)
+    return render(
+        template("error.html"), title=title, description=description, base=base
+    )
+
+
+def base_path(req: falcon.Request) -> str:
+    """Where the service is mounted: ``""``, or a prefix like ``/pay``.
+
+    NOTE(pages): every URL a page or its script builds starts with this
+    (``SCRIPT_NAME``), so the pages work under ``WeChatPayMiddleware``'s
+    prefix as well as at the root.
+    """
+    return req.root_path.rstrip("/")

@@ -4,6 +4,13 @@
 
 const POLL_MS = 1500;
 
+// Where the service is mounted ("" at the root, "/pay" under a prefix);
+// the server writes it into <body data-base>, so every URL below works
+// wherever the pages are served.
+function base() {
+  return document.body.dataset.base || "";
+}
+
 // 7265 -> "2:01:05", 65 -> "1:05"
 function clockText(totalSeconds) {
   const hours = Math.floor(totalSeconds / 3600);
@@ -23,7 +30,7 @@ function showMessage(text) {
 }
 
 async function startCheckout(productId, mode) {
-  const response = await fetch("/api/checkouts", {
+  const response = await fetch(base() + "/api/checkouts", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ product_id: productId, mode: mode }),
@@ -32,7 +39,7 @@ async function startCheckout(productId, mode) {
   if (!response.ok) {
     throw new Error(body.description || body.title || "Please try again.");
   }
-  window.location.assign("/checkout/" + encodeURIComponent(body.id));
+  window.location.assign(base() + "/checkout/" + encodeURIComponent(body.id));
 }
 
 function wireStartButtons() {
@@ -102,7 +109,7 @@ function followCheckout(root) {
 
   async function poll() {
     try {
-      const response = await fetch("/api/checkouts/" + encodeURIComponent(id), {
+      const response = await fetch(base() + "/api/checkouts/" + encodeURIComponent(id), {
         headers: { Accept: "application/json" },
         cache: "no-store",
       });
