@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "entrypoints.commands.database",
     "entrypoints.commands.catalogue",
     "entrypoints.commands.audit",
+    "entrypoints.commands.config",
     "simulator.commands",
 )
 

@@ -33,7 +33,15 @@ CALLBACK_PATH = "/wechatpay/callback"
 
 
 class ConfigError(ValueError):
-    """A setting is missing or wrong; the message says which and why."""
+    """A setting is missing or wrong; the message says which and why.
+
+    ``problems`` lists them one by one (``wxpay config check`` prints one
+    line each); the message joins them.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ class Settings:
             elif parts.query or parts.fragment:
                 problems.append(f"{name} must not have a query or fragment")
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ConfigError("; ".join(problems), problems)
 
     @property
     def notify_url(self) -> str:
@@ -111,7 +119,10 @@ class Settings:
             if not values.get(name)
         ]
         if missing:
-            raise ConfigError("not set: " + ", ".join(missing))
+            raise ConfigError(
+                "not set: " + ", ".join(missing),
+                [f"{name} is not set" for name in missing],
+            )
         try:
             sign_type = SignType.from_wire(values.get("sign_type", "MD5"))
         except UnknownSignType as error:
