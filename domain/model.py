@@ -19,6 +19,8 @@ FEE_TYPE = "CNY"
 
 _OUT_TRADE_NO = re.compile(r"[0-9A-Za-z_\-|*]{6,32}\Z")
 _PRODUCT_ID = re.compile(r"[0-9A-Za-z_\-]{1,32}\Z")
+# WeChat's total_fee is an Int; nothing dearer can be ordered at all.
+MAX_PRICE_FEN = 2**31 - 1
 _TOKEN_ALPHABET = string.ascii_lowercase + string.digits
 
 
@@ -80,8 +82,13 @@ class Product:
             )
         if not self.name.strip() or len(self.name) > 127:
             raise InvalidProduct("a product name has 1-127 characters")
-        if self.price.value < 1:
-            raise InvalidProduct("a product costs at least 1 fen")
+        if not 1 <= self.price.value <= MAX_PRICE_FEN:
+            raise InvalidProduct(f"a product costs from 1 to {MAX_PRICE_FEN} fen")
+
+
+def is_product_id(text: str) -> bool:
+    """True when ``text`` could name a product (or a checkout)."""
+    return bool(_PRODUCT_ID.match(text))
 
 
 class CheckoutMode(enum.IntEnum):

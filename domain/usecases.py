@@ -19,6 +19,7 @@ from domain.model import Checkout
 from domain.model import CheckoutMode
 from domain.model import Order
 from domain.model import TradeState
+from domain.model import is_product_id
 from domain.model import new_checkout_id
 from domain.model import new_out_trade_no
 from domain.model import new_token
@@ -96,6 +97,8 @@ def start_checkout(
     """
     now = clock.now()
     checkout_id = new_checkout_id()
+    if not is_product_id(product_id):
+        raise UnknownProduct(f"no product {product_id!r}")
     with uow:
         product = uow.products.get(product_id)
         if product is None:
@@ -215,6 +218,7 @@ def checkout_status(uow: UnitOfWork, checkout_id: str) -> CheckoutView:
 SOLD_OUT = "商品已售完"
 NO_SUCH_PRODUCT = "商品不存在"
 ALREADY_PAID = "该订单已支付"
+BEING_PAID = "该二维码正在由他人支付"
 TRY_LATER = "系统繁忙，请稍后再试"
 
 
@@ -227,6 +231,7 @@ class ScanVerdict(enum.Enum):
     UNKNOWN_PRODUCT = "unknown_product"
     SOLD_OUT = "sold_out"
     ALREADY_PAID = "already_paid"
+    BEING_PAID = "being_paid"
     WECHAT_FAILED = "wechat_failed"
 
 
@@ -283,23 +288,20 @@ def handle_scan_callback(
 
         if checkout is not None:
             earlier = uow.orders.for_checkout(checkout.id)
-            paid = [order for order in earlier if order.is_paid]
-            if paid:
+            if any(order.is_paid for order in earlier):
                 reply = business_failure(merchant, ALREADY_PAID)
-                return ScanOutcome(
-                    reply, ScanVerdict.ALREADY_PAID, paid[0].out_trade_no
-                )
+                return ScanOutcome(reply, ScanVerdict.ALREADY_PAID)
             for order in reversed(earlier):
-                reusable = (
-                    order.state is TradeState.NOTPAY
-                    and order.openid == openid
-                    and order.prepay_id
-                    and order.code_expires_at is not None
-                    and order.code_expires_at > now
-                )
-                if reusable:
-                    reply = prepay_reply(merchant, order.prepay_id)
-                    return ScanOutcome(reply, ScanVerdict.PREPAY, order.out_trade_no)
+                if not _is_open(order, now):
+                    continue
+                if order.openid != openid:
+                    # NOTE(mode1): a checkout is one purchase. While one
+                    # payer's order is open, a second payer would create
+                    # a second order that could be paid too.
+                    reply = business_failure(merchant, BEING_PAID)
+                    return ScanOutcome(reply, ScanVerdict.BEING_PAID)
+                reply = prepay_reply(merchant, order.prepay_id)
+                return ScanOutcome(reply, ScanVerdict.PREPAY, order.out_trade_no)
 
         order = Order(
             out_trade_no=new_out_trade_no(now),
@@ -329,6 +331,16 @@ def handle_scan_callback(
             uow.commit()
     reply = prepay_reply(merchant, order.prepay_id)
     return ScanOutcome(reply, ScanVerdict.PREPAY, order.out_trade_no)
+
+
+def _is_open(order: Order, now: datetime) -> bool:
+    """An unpaid order whose prepay_id can still be paid."""
+    return (
+        order.state is TradeState.NOTPAY
+        and bool(order.prepay_id)
+        and order.code_expires_at is not None
+        and order.code_expires_at > now
+    )
 
 
 def _reply(merchant: Merchant, fields: dict[str, str]) -> dict[str, str]:
@@ -471,6 +483,7 @@ def handle_payment_notify(
                 transaction_id,
                 total_fee,
             )
+            _alert_if_paid_twice(uow, order)
             return NotifyOutcome(NotifyVerdict.ACCEPTED, out_trade_no)
 
     # Another copy of this notify won the race; judge against its result.
@@ -478,6 +491,27 @@ def handle_payment_notify(
         order = uow.orders.get(out_trade_no)
         assert order is not None
         return _already(order, transaction_id)
+
+
+def _alert_if_paid_twice(uow: UnitOfWork, order: Order) -> None:
+    # The payment is real money received and is recorded; what must not
+    # pass silently is a checkout paid by two orders, which needs a refund.
+    if order.checkout_id is None:
+        return
+    siblings = uow.orders.for_checkout(order.checkout_id)
+    others = [
+        other.out_trade_no
+        for other in siblings
+        if other.is_paid and other.out_trade_no != order.out_trade_no
+    ]
+    if others:
+        log.error(
+            "checkout paid twice checkout_id=%s out_trade_no=%s earlier=%s"
+            " action=refund",
+            order.checkout_id,
+            order.out_trade_no,
+            ",".join(others),
+        )
 
 
 def _already(order: Order, transaction_id: str) -> NotifyOutcome:

@@ -493,3 +493,87 @@ def test_a_notify_that_cannot_be_stored_raises_so_wechat_retries(store):
             DeadStore(store), merchant(), FixedClock(), fields
         )
     assert stored_order(store).state is TradeState.NOTPAY
+
+
+def test_a_second_payer_cannot_open_another_order_on_a_mode_1_checkout(store):
+    checkout = mode_1_checkout(store)
+    gateway = ScriptedGateway()
+    first = rule.with_sign(cases.scan_callback(checkout.id), cases.KEY)
+    second = rule.with_sign(
+        {**cases.scan_callback(checkout.id), "openid": "oOTHERpayer"}, cases.KEY
+    )
+
+    scan(store, gateway, first)
+    reply = scan(store, gateway, second)
+
+    assert reply["result_code"] == "FAIL"
+    assert reply["err_code_des"] == usecases.BEING_PAID
+    assert len(gateway.requests) == 1
+
+
+def test_a_second_payer_may_scan_once_the_first_order_expired(store):
+    checkout = mode_1_checkout(store)
+    gateway = ScriptedGateway()
+    first = rule.with_sign(cases.scan_callback(checkout.id), cases.KEY)
+    second = rule.with_sign(
+        {**cases.scan_callback(checkout.id), "openid": "oOTHERpayer"}, cases.KEY
+    )
+    scan(store, gateway, first)
+    later = FixedClock()
+    later.moment += timedelta(hours=2, seconds=1)
+
+    outcome = usecases.handle_scan_callback(
+        uow_for(store), gateway, merchant(), later, second
+    )
+
+    assert outcome.reply["result_code"] == "SUCCESS"
+    assert len(gateway.requests) == 2
+
+
+def test_a_checkout_paid_by_two_orders_raises_a_refund_alert(store, caplog):
+    checkout = mode_1_checkout(store)
+    for number, openid in enumerate(["oPayerA", "oPayerB"], start=1):
+        with uow_for(store) as uow:
+            uow.orders.add(
+                Order(
+                    out_trade_no=f"T2024010200{number:02d}",
+                    product_id="P001",
+                    body="Green tea",
+                    total_fee=Fen(100),
+                    created_at=FixedClock().now(),
+                    checkout_id=checkout.id,
+                    openid=openid,
+                )
+            )
+            uow.commit()
+    for number in (1, 2):
+        fields = cases.paid_notify(
+            out_trade_no=f"T2024010200{number:02d}",
+            transaction_id=f"42000000002024010100000000{number:02d}",
+        )
+        notify(store, rule.with_sign(fields, cases.KEY))
+
+    alerts = [r for r in caplog.records if "paid twice" in r.getMessage()]
+    assert len(alerts) == 1
+    assert alerts[0].levelname == "ERROR"
+    assert "T2024010200" in alerts[0].getMessage()
+
+
+@pytest.mark.parametrize("product_id", ["\ud800", "a" * 33, "../P001", ""])
+def test_a_checkout_for_an_impossible_product_id_is_unknown(store, product_id):
+    with pytest.raises(usecases.UnknownProduct):
+        usecases.start_checkout(
+            uow_for(store),
+            ScriptedGateway(),
+            merchant(),
+            FixedClock(),
+            product_id,
+            CheckoutMode.CODE_URL,
+        )
+
+
+def test_a_price_beyond_wechats_int_is_refused():
+    from domain.model import InvalidProduct
+
+    with pytest.raises(InvalidProduct):
+        Product("P9", "Gold", Fen(2**31))
