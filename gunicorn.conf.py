@@ -123,6 +123,10 @@ access_log_format = (
     ' agent="%(a)s"'
 )
 
+# Our subclass of gunicorn's logger writes control characters in logged
+# values (a "%0a" in a path) as escapes, so no request can forge a line.
+logger_class = "entrypoints.gunicorn_logging.EscapingLogger"
+
 # Name the processes in ps/top: "gunicorn: worker [wxpay-native]".
 proc_name = "wxpay-native"
 

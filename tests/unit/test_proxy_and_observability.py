@@ -95,3 +95,44 @@ def test_a_secret_in_a_log_record_is_masked():
 
     assert cases.KEY not in record.getMessage()
     assert "********" in record.getMessage()
+
+
+def test_a_value_with_a_newline_cannot_forge_a_log_line():
+    record = logging.LogRecord(
+        "t",
+        logging.WARNING,
+        "",
+        0,
+        "refused out_trade_no=%s",
+        ('X\nts=2026 level=INFO msg="order paid"\x00',),
+        None,
+    )
+
+    line = KeyValueFormatter().format(record)
+
+    assert "\n" not in line
+    assert "\x00" not in line
+    assert "\\nts=2026" in line
+
+
+def test_the_access_log_escapes_control_characters_in_paths():
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from entrypoints.gunicorn_logging import EscapingLogger
+
+    logger = EscapingLogger(Config())
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/x%0aremote=10.0.0.1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "PATH_INFO": "/x\nremote=10.0.0.1",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    response = SimpleNamespace(status="404 Not Found", headers=[], sent=0)
+
+    atoms = logger.atoms(response, [], environ, timedelta(microseconds=5))
+
+    assert atoms["U"] == "/x\\nremote=10.0.0.1"
