@@ -18,8 +18,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WXPAY = str(Path(sys.executable).with_name("wxpay"))
-SERVICE_PORT = 8000
-SIMULATOR_PORT = 8001
+# Where the two listen; set these to move them (e.g. when 8000 is taken).
+SERVICE_PORT = int(os.environ.get("WXPAY_DEMO_PORT", "8000"))
+SIMULATOR_PORT = int(os.environ.get("WXPAY_DEMO_SIMULATOR_PORT", "8001"))
 
 DEMO_ENVIRONMENT = {
     "WXPAY_APPID": "wx00000000demo0001",
@@ -92,7 +93,8 @@ def main() -> int:
         ports = " and ".join(str(port) for port in busy)
         print(
             f"run: 127.0.0.1 port {ports} already in use; stop what listens"
-            " there (an earlier `make run`?) and try again.",
+            " there (an earlier `make run`?), or choose others with"
+            " WXPAY_DEMO_PORT and WXPAY_DEMO_SIMULATOR_PORT.",
             file=sys.stderr,
         )
         return 1

@@ -99,8 +99,12 @@ def run_verify(args: argparse.Namespace) -> int:
     if args.file in (None, "-"):
         body = sys.stdin.buffer.read()
     else:
-        with open(args.file, "rb") as handle:
-            body = handle.read()
+        try:
+            with open(args.file, "rb") as handle:
+                body = handle.read()
+        except OSError as error:
+            print(f"wxpay: cannot read {args.file}: {error.strerror}")
+            return 2
 
     try:
         fields = xml_codec.parse(body)

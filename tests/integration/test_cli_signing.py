@@ -96,3 +96,11 @@ def test_verify_exits_2_for_a_hostile_message():
 def test_every_command_has_help():
     for command in (["--help"], ["sign", "--help"], ["verify", "--help"]):
         assert wxpay(*command).returncode == 0
+
+
+def test_verify_exits_2_when_the_file_cannot_be_read(tmp_path):
+    result = wxpay("verify", "--key", cases.KEY, str(tmp_path / "missing.xml"))
+
+    assert result.returncode == 2
+    assert b"cannot read" in result.stdout
+    assert b"Traceback" not in result.stderr
