@@ -171,10 +171,13 @@ def check_signature(
     as it is in WeChat's HMAC-SHA256 payment notifies, it is the digest
     the merchant is configured to sign with.
 
-    SECURITY(signature): with no ``sign_type`` in the message only the
-    configured digest is tried. A merchant configured for HMAC-SHA256 thus
-    refuses an MD5 sign without ``sign_type``: trying both would let a
-    forger pick the weaker digest. Comparison is in constant time.
+    SECURITY(signature): a declared ``sign_type`` is honoured, as the rule
+    says (it is itself signed data, and either digest is keyed by the
+    secret). With no ``sign_type`` only the configured digest is tried,
+    never a guess from the sign's length: a merchant configured for
+    HMAC-SHA256 refuses a 32-hex sign without ``sign_type``, because
+    WeChat signs the notify of an order with the digest it was placed
+    with, and ours are all placed with the configured one.
     """
     received = fields.get(SIGN_FIELD, "")
     explained = explain(fields)
