@@ -60,6 +60,15 @@ class WeChatPayMiddleware:
             ``/healthz``, ``/readyz`` and ``/metrics`` under ``prefix``.
             Off by default: only the two URLs WeChat posts to are taken.
 
+    NOTE(middleware): logging stays the host's: no handler is added and
+    the key=value format is not imposed. A host that wants ours, and its
+    mask for the API key, calls ``entrypoints.observability
+    .configure_logging(secrets=[...])`` itself.
+
+    SECURITY(middleware): with ``shop=True``, ``/metrics`` and ``/readyz``
+    answer whoever reaches the host; let only the scraper and the probe
+    through at the proxy, as deploy/nginx does for ``wxpay serve``.
+
     Raises:
         ConfigError: no ``settings`` or ``service`` was given and the
             environment lacks a setting; the message names the variable.
@@ -90,7 +99,7 @@ class WeChatPayMiddleware:
             paths = {self.prefix + path for path in SHOP_PATHS}
             if self.prefix:
                 paths.add(self.prefix)
-        # PERF(middleware): str.startswith takes a tuple and a frozenset
+        # NOTE(middleware): str.startswith takes a tuple and a frozenset
         # lookup hashes once; the pass-through path allocates nothing.
         self._trees = tuple(trees)
         self._paths = frozenset(paths)

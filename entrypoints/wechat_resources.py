@@ -104,6 +104,10 @@ def record_inbound(
     audit trail. The body is cut at the XML size limit (the parser never
     reads more) and decoded with replacement, so any bytes can be kept.
     """
+    # TODO(audit): the write happens before the reply is sent, so on a
+    # busy SQLite file it can spend up to the 5 s busy timeout of the
+    # callback's time budget; move it after the response (falcon's
+    # resp.schedule) if callback latency ever shows it.
     limit = service.xml_limits.max_bytes
     message = InboundMessage(
         kind=kind,

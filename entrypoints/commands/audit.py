@@ -18,6 +18,9 @@ from domain.ports import InboundMessage
 from entrypoints.commands.database import URL_VARIABLE
 from entrypoints.commands.database import with_store
 
+# TODO(audit): the trail only grows, one row per message, forged ones
+# included; add `wxpay audit prune --older-than DAYS` before a busy shop
+# has kept a year of it.
 DEFAULT_LIMIT = 50
 KINDS = ("notify", "callback")
 
