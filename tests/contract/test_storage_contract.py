@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 
 from domain.model import BEIJING
+from domain.model import MAX_PRICE_FEN
 from domain.model import Checkout
 from domain.model import CheckoutMode
 from domain.model import Order
@@ -76,7 +77,8 @@ def assert_aware_and_equal(got, expected):
 
 
 def test_a_product_comes_back_as_saved(uow_factory):
-    product = Product("P-001_x", "咖啡 " + "x" * 120, Fen(2**40), available=False)
+    name = "咖啡 " + "x" * 120
+    product = Product("P-001_x", name, Fen(MAX_PRICE_FEN), available=False)
 
     with uow_factory() as uow:
         uow.products.save(product)
