@@ -72,7 +72,9 @@ def read_json_object(req: falcon.Request) -> dict[str, Any]:
         )
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # NOTE(api): "[[[[...]]]]" nested deeply enough exhausts the
+        # parser's recursion even within the size limit; it is bad JSON.
         raise falcon.HTTPBadRequest(
             title="Malformed JSON",
             description="The body is not a JSON document.",

@@ -236,6 +236,7 @@ def test_a_checkout_reads_back_as_it_was_made(client):
         b'{"product_id": "P001", "mode": true}',
         b'{"product_id": "P001", "mode": 2.0}',
         b'{"product_id": "P001", "mode": null}',
+        b"[" * 2000 + b"]" * 2000,
     ],
 )
 def test_a_bad_checkout_request_is_a_400_with_a_json_reason(client, gateway, body):
@@ -248,6 +249,17 @@ def test_a_bad_checkout_request_is_a_400_with_a_json_reason(client, gateway, bod
     assert result.status_code == 400
     assert result.headers["Content-Type"].startswith("application/json")
     assert set(result.json) == {"title", "description"}
+    assert gateway.requests == []
+
+
+def test_a_checkout_for_an_impossible_product_id_is_a_404(client, gateway):
+    result = client.simulate_post(
+        "/api/checkouts",
+        body=b'{"product_id": "\\ud800", "mode": 2}',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert result.status_code == 404
     assert gateway.requests == []
 
 
