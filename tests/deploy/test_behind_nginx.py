@@ -1,0 +1,246 @@
+"""The service behind the real nginx with the shipped proxy rules.
+
+gunicorn listens on 127.0.0.1 and trusts only 127.0.0.1 (nginx's side of
+the upstream connection); nginx listens on 127.0.0.2 and clients come
+from other loopback addresses, so every hop has an address of its own.
+
+What the service believes about a client shows in two of its own
+records: the audit trail keeps ``remote_addr`` with every notify, and
+gunicorn's access log writes ``remote=`` from the WSGI environ after the
+app has run, that is after TrustedProxyMiddleware has settled
+REMOTE_ADDR. Both carry the request id the app answered with.
+"""
+
+import re
+import secrets
+import time
+
+import pytest
+
+from tests.deploy import stack
+from tests.support.nginx import nginx_in_front_of
+from tests.support.processes import free_port
+from tests.support.service import checkout_service
+from tests.support.service import merchant_env
+from tests.support.service import prepare_database
+
+pytestmark = pytest.mark.e2e
+
+NGINX_HOST = "127.0.0.2"
+CLIENT = "127.0.0.3"
+STRANGER = "127.0.0.5"
+FORGED = "6.6.6.6"
+NGINX_LIMIT = 128 * 1024
+
+
+class Stack:
+    def __init__(self, service_url, nginx_url, service_log, env):
+        self.service_url = service_url
+        self.nginx_url = nginx_url
+        self.service_log = service_log
+        self.env = env
+
+    def seen_as(self, request_id):
+        """The client address the service logged for ``request_id``."""
+        pattern = rf"^remote=\S+ request_id={re.escape(request_id)}\b"
+        lines = stack.wait_for_log_line(self.service_log, pattern)
+        assert len(lines) == 1, lines
+        return re.search(r"\bremote=(\S+)", lines[0]).group(1)
+
+    def audited_as(self, request_id):
+        """The client address the audit trail kept for ``request_id``."""
+        rows = stack.audit_rows(self.env["WXPAY_DATABASE_URL"], request_id=request_id)
+        assert len(rows) == 1, rows
+        return rows[0].remote_addr
+
+    def reached_service(self, agent):
+        """True if a request sent with User-Agent ``agent`` reached gunicorn.
+
+        A marker request through nginx goes last; once gunicorn has logged
+        it, anything sent before it would have been logged too.
+        """
+        marker = "marker-" + secrets.token_hex(8)
+        reply = stack.send(
+            self.nginx_url, "GET", "/healthz", headers={"User-Agent": marker}
+        )
+        assert reply.status == 200
+        assert stack.wait_for_log_line(self.service_log, re.escape(marker))
+        time.sleep(0.2)
+        return bool(stack.log_lines(self.service_log, re.escape(agent)))
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(database_servers, simulator, tmp_path_factory):  # noqa: F811
+    folder = tmp_path_factory.mktemp("behind-nginx")
+    port = free_port("127.0.0.1")
+    with nginx_in_front_of(port, folder / "nginx", NGINX_HOST) as nginx_url:
+        env = merchant_env(
+            simulator.url, nginx_url, database_servers.fresh("postgresql")
+        )
+        env["WXPAY_TRUSTED_PROXIES"] = "127.0.0.1"
+        prepare_database(env)
+        with checkout_service(env, folder, port=port, workers=2) as (url, _):
+            yield Stack(url, nginx_url, folder / f"service-{port}.log", env)
+
+
+def wait_for_status(url, checkout_id, wanted, deadline=15.0):
+    until = time.monotonic() + deadline
+    while True:
+        reply = stack.send(url, "GET", f"/api/checkouts/{checkout_id}")
+        status = reply.json()["status"]
+        if status == wanted or time.monotonic() > until:
+            return status
+        time.sleep(0.1)
+
+
+def deliveries_of(simulator, out_trade_no, deadline=5.0):
+    """The simulator's notify deliveries for one order, once it has any."""
+    until = time.monotonic() + deadline
+    while True:
+        log = simulator.control("GET", "/control/log?kind=notify")["entries"]
+        found = [e for e in log if e["out_trade_no"] == out_trade_no]
+        if found or time.monotonic() > until:
+            return found
+        time.sleep(0.05)
+
+
+def test_a_payment_completes_through_nginx(behind_nginx, simulator):
+    checkout = stack.start_checkout(behind_nginx.nginx_url)
+
+    paid = simulator.control(
+        "POST", "/control/pay", {"out_trade_no": checkout["out_trade_no"]}
+    )
+
+    assert paid["ok"], paid
+    status = wait_for_status(behind_nginx.nginx_url, checkout["id"], "SUCCESS")
+    assert status == "SUCCESS"
+    ours = deliveries_of(simulator, checkout["out_trade_no"])
+    assert len(ours) == 1, ours
+    assert ours[0]["url"] == behind_nginx.nginx_url + stack.NOTIFY_PATH
+    assert (ours[0]["status"], ours[0]["accepted"]) == (200, True)
+    audit = stack.audit_rows(
+        behind_nginx.env["WXPAY_DATABASE_URL"],
+        out_trade_no=checkout["out_trade_no"],
+    )
+    assert [(row.verdict, row.remote_addr) for row in audit] == [
+        ("accepted", "127.0.0.1")
+    ]
+
+
+def test_the_service_sees_the_client_nginx_saw(behind_nginx):
+    reply = stack.send(behind_nginx.nginx_url, "GET", "/api/products", source=CLIENT)
+
+    assert reply.status == 200
+    assert behind_nginx.seen_as(reply.header("X-Request-ID")) == CLIENT
+
+
+def test_a_forwarded_for_forged_through_nginx_is_not_believed(behind_nginx):
+    reply = stack.send(
+        behind_nginx.nginx_url,
+        "POST",
+        stack.NOTIFY_PATH,
+        b"<xml><return_code>SUCCESS</return_code></xml>",
+        headers={"X-Forwarded-For": FORGED, "Content-Type": "text/xml"},
+        source=CLIENT,
+    )
+
+    assert reply.status == 200
+    assert b"FAIL" in reply.body
+    request_id = reply.header("X-Request-ID")
+    assert behind_nginx.audited_as(request_id) == CLIENT
+    assert behind_nginx.seen_as(request_id) == CLIENT
+
+
+def test_the_service_believes_a_forwarded_for_only_from_the_proxy(behind_nginx):
+    def notify_from(source):
+        return stack.post_notify(
+            behind_nginx.service_url,
+            b"<xml><return_code>SUCCESS</return_code></xml>",
+            headers={"X-Forwarded-For": FORGED},
+            source=source,
+        )
+
+    # The control: from the trusted address the header is taken, so the
+    # records do show the middleware's decision, not merely the peer.
+    trusted = notify_from("127.0.0.1").header("X-Request-ID")
+    stranger = notify_from(STRANGER).header("X-Request-ID")
+
+    assert behind_nginx.audited_as(trusted) == FORGED
+    assert behind_nginx.seen_as(trusted) == FORGED
+    assert behind_nginx.audited_as(stranger) == STRANGER
+    assert behind_nginx.seen_as(stranger) == STRANGER
+
+
+def test_nginx_refuses_a_body_over_its_limit_before_gunicorn(behind_nginx):
+    agent = "oversized-" + secrets.token_hex(8)
+
+    reply = stack.post_notify(
+        behind_nginx.nginx_url,
+        b"<xml>" + b"x" * NGINX_LIMIT + b"</xml>",
+        headers={"User-Agent": agent},
+    )
+
+    assert reply.status == 413
+    assert not behind_nginx.reached_service(agent)
+
+
+def test_a_body_under_nginx_limit_reaches_the_service_which_refuses_it(
+    behind_nginx,
+):
+    agent = "large-" + secrets.token_hex(8)
+
+    reply = stack.post_notify(
+        behind_nginx.nginx_url,
+        b"<xml>" + b"x" * (NGINX_LIMIT - 1024) + b"</xml>",
+        headers={"User-Agent": agent},
+    )
+
+    assert reply.status == 200
+    assert b"<return_code><![CDATA[FAIL]]></return_code>" in reply.body
+    assert behind_nginx.reached_service(agent)
+
+
+def test_nginx_refuses_get_on_the_notify_url(behind_nginx):
+    agent = "get-notify-" + secrets.token_hex(8)
+
+    reply = stack.send(
+        behind_nginx.nginx_url,
+        "GET",
+        stack.NOTIFY_PATH,
+        headers={"User-Agent": agent},
+    )
+
+    assert reply.status == 403
+    assert not behind_nginx.reached_service(agent)
+
+
+def test_the_request_id_nginx_makes_comes_back(behind_nginx):
+    chosen = "client-chosen-id"
+
+    through_nginx = stack.send(
+        behind_nginx.nginx_url,
+        "GET",
+        "/healthz",
+        headers={"X-Request-ID": chosen},
+    )
+    direct = stack.send(
+        behind_nginx.service_url,
+        "GET",
+        "/healthz",
+        headers={"X-Request-ID": chosen},
+    )
+
+    # The service echoes a sane id it is given (direct), so the id that
+    # came back through nginx is the one nginx put in place of the client's.
+    assert direct.header("X-Request-ID") == chosen
+    made = through_nginx.header("X-Request-ID")
+    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    assert behind_nginx.seen_as(made) == "127.0.0.1"
+
+
+def test_metrics_are_served_only_to_the_local_scraper(behind_nginx):
+    local = stack.send(behind_nginx.nginx_url, "GET", "/metrics")
+    remote = stack.send(behind_nginx.nginx_url, "GET", "/metrics", source=CLIENT)
+
+    assert local.status == 200
+    assert remote.status == 403
