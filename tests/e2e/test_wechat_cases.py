@@ -20,29 +20,12 @@ from tests.e2e.conftest import notpay_order
 from tests.e2e.conftest import static_product_qr
 from tests.support import cases
 from tests.support import rule
+from tests.support.hostile import HOSTILE
 from tests.support.processes import free_port
 from tests.support.service import WXPAY
 from tests.support.service import merchant_env
 
 pytestmark = pytest.mark.e2e
-
-XXE = (
-    b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM '
-    b'"file:///etc/hostname">]><xml><return_code>SUCCESS</return_code>'
-    b"<out_trade_no>&e;</out_trade_no><sign>X</sign></xml>"
-)
-
-
-def billion_laughs():
-    """Ten levels of ten references each, under WeChat's root element."""
-    entities = ['<!ENTITY l0 "lol">']
-    for level in range(1, 10):
-        entities.append(f'<!ENTITY l{level} "{f"&l{level - 1};" * 10}">')
-    return (
-        '<?xml version="1.0"?><!DOCTYPE xml [' + "".join(entities) + "]>"
-        "<xml><return_code>SUCCESS</return_code>"
-        "<out_trade_no>&l9;</out_trade_no></xml>"
-    ).encode()
 
 
 def assert_fail_answer(answer):
@@ -341,9 +324,6 @@ def test_a_notify_after_the_order_was_refunded_changes_nothing(stack):
 
 
 # --- C16: hostile XML on both of WeChat's URLs ---------------------------------
-
-
-HOSTILE = {"xxe": XXE, "billion laughs": billion_laughs()}
 
 
 @pytest.mark.parametrize("payload", HOSTILE.values(), ids=HOSTILE.keys())

@@ -30,6 +30,7 @@ from tests.support import rule
 from tests.support.fakes import BrokenUnitOfWork
 from tests.support.fakes import FakeGateway
 from tests.support.fakes import FixedClock
+from tests.support.hostile import HOSTILE
 
 NOTIFY_OK = (
     b"<xml><return_code><![CDATA[SUCCESS]]></return_code>"
@@ -47,26 +48,6 @@ CHECKOUT_KEYS = {
     "expires_at",
     "paid_at",
 }
-XXE = (
-    b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM '
-    b'"file:///etc/hostname">]><xml><return_code>SUCCESS</return_code>'
-    b"<out_trade_no>&e;</out_trade_no><sign>X</sign></xml>"
-)
-
-
-def billion_laughs():
-    entities = ['<!ENTITY l0 "lol">']
-    for level in range(1, 10):
-        refs = f"&l{level - 1};" * 10
-        entities.append(f'<!ENTITY l{level} "{refs}">')
-    return (
-        '<?xml version="1.0"?><!DOCTYPE xml [' + "".join(entities) + "]>"
-        "<xml><return_code>SUCCESS</return_code>"
-        "<out_trade_no>&l9;</out_trade_no></xml>"
-    ).encode()
-
-
-HOSTILE = {"xxe": XXE, "billion laughs": billion_laughs()}
 
 
 # --- the service under test -----------------------------------------------

@@ -6,30 +6,9 @@ from hypothesis import strategies as st
 
 from adapters import xml_codec
 from adapters.xml_codec import XmlLimits
-
-XXE_FILE = (
-    b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM'
-    b' "file:///etc/hostname">]><xml><return_code>SUCCESS</return_code>'
-    b"<out_trade_no>&e;</out_trade_no><sign>X</sign></xml>"
-)
-
-
-def billion_laughs(levels=10, fanout=10):
-    entities = ['<!ENTITY e0 "lol">']
-    for level in range(1, levels):
-        refs = f"&e{level - 1};" * fanout
-        entities.append(f'<!ENTITY e{level} "{refs}">')
-    return (
-        '<?xml version="1.0"?><!DOCTYPE xml [' + "".join(entities) + "]>"
-        f"<xml><out_trade_no>&e{levels - 1};</out_trade_no></xml>"
-    ).encode()
-
-
-EXTERNAL_DTD = (
-    b'<?xml version="1.0"?>'
-    b'<!DOCTYPE xml SYSTEM "http://127.0.0.1:9/evil.dtd">'
-    b"<xml><a>1</a></xml>"
-)
+from tests.support.hostile import EXTERNAL_DTD
+from tests.support.hostile import XXE_FILE
+from tests.support.hostile import billion_laughs
 
 
 def test_plain_text_and_cdata_values_are_equal():
