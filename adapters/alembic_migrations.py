@@ -9,8 +9,10 @@ and the second finds nothing left to do.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 POSTGRES_LOCK_KEY = 0x7778_7061_7900_0001
 MARIADB_LOCK_NAME = "wxpay_native.migrations"
 MARIADB_LOCK_WAIT_S = 300
+SQLITE_LOCK_WAIT_S = 300
 
 
 def migrations_folder() -> Path:
@@ -104,6 +107,11 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 
 def _run(engine: Engine, direction: str, revision: str) -> None:
+    with _sqlite_file_lock(engine):
+        _run_locked(engine, direction, revision)
+
+
+def _run_locked(engine: Engine, direction: str, revision: str) -> None:
     before = current_revision(engine)
     with (
         translated(engine.url),
@@ -127,6 +135,40 @@ def _run(engine: Engine, direction: str, revision: str) -> None:
         before or "base",
         after or "base",
     )
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """Serialize migrations of one SQLite file across processes.
+
+    NOTE(migrations): SQLite's own locks are not enough here: two
+    processes opening a new file at once race on switching it to WAL,
+    and one of them is told "database is locked" at once, busy timeout
+    or not. A lock file beside the database is taken before either
+    connects, as PostgreSQL's advisory lock is for the servers.
+    """
+    database = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or database in ("", ":memory:"):
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        deadline = time.monotonic() + SQLITE_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StorageUnavailable(
+                        f"another migration held {lock_path} for {SQLITE_LOCK_WAIT_S} s"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager
@@ -164,5 +206,6 @@ def _migration_lock(connection: Connection) -> Iterator[None]:
             )
             connection.commit()
     else:
-        # SQLite: the BEGIN IMMEDIATE of the migration's transaction.
+        # SQLite: the lock file of _sqlite_file_lock, then the BEGIN
+        # IMMEDIATE of the migration's transaction.
         yield
