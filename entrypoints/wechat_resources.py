@@ -69,15 +69,6 @@ def read_body(req: falcon.Request, limits: xml_codec.XmlLimits) -> bytes:
     return read_bounded(req, limits.max_bytes)
 
 
-def read_message(req: falcon.Request, limits: xml_codec.XmlLimits) -> dict[str, str]:
-    """Read and parse a WeChat message, never more than the size limit.
-
-    Raises:
-        XmlRejected: the body is too large, empty or not a WeChat message.
-    """
-    return xml_codec.parse(read_body(req, limits), limits)
-
-
 def _answer_xml(resp: falcon.Response, body: bytes) -> None:
     resp.status = falcon.HTTP_200
     resp.content_type = XML_CONTENT_TYPE
