@@ -28,6 +28,19 @@ class _Tables:
     orders: dict[str, Order] = field(default_factory=dict)
     inbound: list[InboundMessage] = field(default_factory=list)
 
+    def copy(self) -> _Tables:
+        """A working copy for one transaction.
+
+        Shallow is enough: the repositories store and hand out copies of
+        the mutable rows, and products and audit records are frozen.
+        """
+        return _Tables(
+            dict(self.products),
+            dict(self.checkouts),
+            dict(self.orders),
+            list(self.inbound),
+        )
+
 
 class InMemoryStore:
     """The shared state that every unit of work over it sees."""
@@ -140,7 +153,7 @@ class InMemoryUnitOfWork(UnitOfWork):
 
     def __enter__(self) -> UnitOfWork:
         self.store.lock.acquire()
-        self._working = copy.deepcopy(self.store.tables)
+        self._working = self.store.tables.copy()
         self.products = InMemoryProductRepository(self._working)
         self.checkouts = InMemoryCheckoutRepository(self._working)
         self.orders = InMemoryOrderRepository(self._working)
@@ -162,12 +175,12 @@ class InMemoryUnitOfWork(UnitOfWork):
         if self._working is None:
             raise RuntimeError("commit outside a unit of work")
         self.store.tables = self._working
-        self._working = copy.deepcopy(self._working)
+        self._working = self._working.copy()
         self._rebind()
 
     def rollback(self) -> None:
         if self._working is not None:
-            self._working = copy.deepcopy(self.store.tables)
+            self._working = self.store.tables.copy()
             self._rebind()
 
     def _rebind(self) -> None:
