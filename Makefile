@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CHECKED := domain adapters entrypoints simulator
 
-.PHONY: run test lint typecheck pytest system-deps lock clean
+.PHONY: run test lint typecheck pytest system-deps bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ pytest: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# Ratios against wechatpy doing the same job; printed, never asserted.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_protocol
 
 # Re-pin every dependency after changing pyproject.toml.
 lock:
