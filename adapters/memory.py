@@ -154,10 +154,7 @@ class InMemoryUnitOfWork(UnitOfWork):
     def __enter__(self) -> UnitOfWork:
         self.store.lock.acquire()
         self._working = self.store.tables.copy()
-        self.products = InMemoryProductRepository(self._working)
-        self.checkouts = InMemoryCheckoutRepository(self._working)
-        self.orders = InMemoryOrderRepository(self._working)
-        self.inbound = InMemoryInboundLog(self._working)
+        self._rebind()
         return self
 
     def __exit__(
