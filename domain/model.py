@@ -185,8 +185,7 @@ def new_out_trade_no(now: datetime) -> str:
     24 characters of WeChat's allowed set (6-32 of ``0-9A-Za-z_-|*``),
     sortable by time, unguessable by its tail.
     """
-    stamp = now.astimezone(BEIJING).strftime("%Y%m%d%H%M%S")
-    return stamp + new_token(10).upper()
+    return wechat_time(now) + new_token(10).upper()
 
 
 def new_checkout_id() -> str:
