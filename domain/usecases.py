@@ -133,13 +133,7 @@ def start_checkout(
 
     if order is not None:
         _place_order(gateway, merchant, order, now)
-        with uow:
-            stored = uow.orders.get(order.out_trade_no)
-            if stored is None:  # pragma: no cover - committed just above
-                raise CheckoutNotFound(checkout_id)
-            stored.attach_prepay(order.prepay_id, order.code_url, now + CODE_LIFETIME)
-            uow.orders.save(stored, TradeState.NOTPAY)
-            uow.commit()
+        _store_prepay(uow, order)
     return checkout_status(uow, checkout_id)
 
 
@@ -175,6 +169,19 @@ def _place_order(
         order.out_trade_no,
         order.total_fee,
     )
+
+
+def _store_prepay(uow: UnitOfWork, placed: Order) -> None:
+    # NOTE(usecases): the order row was committed before WeChat was
+    # called, so no transaction stays open across the call; this second
+    # one keeps what WeChat answered.
+    with uow:
+        stored = uow.orders.get(placed.out_trade_no)
+        if stored is None or placed.code_expires_at is None:
+            return
+        stored.attach_prepay(placed.prepay_id, placed.code_url, placed.code_expires_at)
+        uow.orders.save(stored, TradeState.NOTPAY)
+        uow.commit()
 
 
 def checkout_status(uow: UnitOfWork, checkout_id: str) -> CheckoutView:
@@ -321,14 +328,7 @@ def handle_scan_callback(
         reply = business_failure(merchant, TRY_LATER)
         return ScanOutcome(reply, ScanVerdict.WECHAT_FAILED, order.out_trade_no)
 
-    with uow:
-        stored = uow.orders.get(order.out_trade_no)
-        if stored is not None:
-            stored.attach_prepay(
-                order.prepay_id, order.code_url, order.code_expires_at or now
-            )
-            uow.orders.save(stored, TradeState.NOTPAY)
-            uow.commit()
+    _store_prepay(uow, order)
     reply = prepay_reply(merchant, order.prepay_id)
     return ScanOutcome(reply, ScanVerdict.PREPAY, order.out_trade_no)
 
