@@ -15,6 +15,7 @@ from datetime import datetime
 from domain.merchant import Merchant
 from domain.merchant import bizpayurl
 from domain.model import CODE_LIFETIME
+from domain.model import FEE_TYPE
 from domain.model import Checkout
 from domain.model import CheckoutMode
 from domain.model import Order
@@ -452,7 +453,7 @@ def handle_payment_notify(
         total_fee = Fen.parse(fields.get("total_fee", ""))
     except InvalidAmount:
         return _refuse(NotifyVerdict.MISMATCH, out_trade_no, "total_fee")
-    fee_type = fields.get("fee_type") or "CNY"
+    fee_type = fields.get("fee_type") or FEE_TYPE
 
     with uow:
         order = uow.orders.get(out_trade_no)
