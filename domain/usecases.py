@@ -19,6 +19,7 @@ from domain.model import FEE_TYPE
 from domain.model import Checkout
 from domain.model import CheckoutMode
 from domain.model import Order
+from domain.model import Product
 from domain.model import TradeState
 from domain.model import is_product_id
 from domain.model import new_checkout_id
@@ -76,6 +77,12 @@ class CheckoutView:
     out_trade_no: str | None
     expires_at: datetime | None
     paid_at: datetime | None
+
+
+def list_products(uow: UnitOfWork) -> list[Product]:
+    """Return the catalogue, ordered by id, sold-out products included."""
+    with uow:
+        return uow.products.list()
 
 
 def start_checkout(

@@ -18,6 +18,7 @@ from adapters.qr_image import qr_svg
 from domain.model import CheckoutMode
 from domain.usecases import CheckoutView
 from domain.usecases import checkout_status
+from domain.usecases import list_products
 from domain.usecases import start_checkout
 from entrypoints.bodies import read_bounded
 from entrypoints.bootstrap import Service
@@ -116,8 +117,7 @@ class ProductsResource:
         self._service = service
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        with self._service.uow_factory() as uow:
-            products = uow.products.list()
+        products = list_products(self._service.uow_factory())
         resp.media = [
             {"id": p.id, "name": p.name, "price_fen": p.price.value} for p in products
         ]
