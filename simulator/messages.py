@@ -51,31 +51,31 @@ def success(
     merchant: Merchant, sign_type: SignType, extra: dict[str, str]
 ) -> dict[str, str]:
     """A signed answer with both codes SUCCESS and ``extra`` fields."""
-    fields = {
-        "return_code": "SUCCESS",
-        "return_msg": "OK",
-        "appid": merchant.appid,
-        "mch_id": merchant.mch_id,
-        "nonce_str": nonce(),
-        "result_code": "SUCCESS",
-        **extra,
-    }
-    return signed(fields, merchant.api_key, sign_type)
+    return _signed_answer(merchant, sign_type, "SUCCESS", extra)
 
 
 def business_fail(
     merchant: Merchant, sign_type: SignType, code: str, description: str
 ) -> dict[str, str]:
     """A signed ``result_code=FAIL`` answer carrying WeChat's err_code."""
+    extra = {"err_code": code, "err_code_des": description}
+    return _signed_answer(merchant, sign_type, "FAIL", extra)
+
+
+def _signed_answer(
+    merchant: Merchant,
+    sign_type: SignType,
+    result_code: str,
+    extra: dict[str, str],
+) -> dict[str, str]:
     fields = {
         "return_code": "SUCCESS",
         "return_msg": "OK",
         "appid": merchant.appid,
         "mch_id": merchant.mch_id,
         "nonce_str": nonce(),
-        "result_code": "FAIL",
-        "err_code": code,
-        "err_code_des": description,
+        "result_code": result_code,
+        **extra,
     }
     return signed(fields, merchant.api_key, sign_type)
 
