@@ -53,7 +53,8 @@ class Settings:
     api_key: ApiKey = field(repr=False)
     sign_type: SignType = SignType.MD5
     api_base: str = DEFAULT_API_BASE
-    database_url: str = DEFAULT_DATABASE_URL
+    # SECURITY(config): a server URL carries the database password.
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
     public_url: str = DEFAULT_PUBLIC_URL
 
     def __post_init__(self) -> None:

@@ -74,3 +74,12 @@ def test_the_api_key_never_shows_in_the_settings_repr():
 
     assert cases.KEY not in repr(settings)
     assert cases.KEY not in str(settings)
+
+
+def test_the_database_password_never_shows_in_the_settings_repr():
+    url = "postgresql+psycopg://wxpay:s3cret-pw@db.example/wxpay"
+
+    settings = Settings.from_env({**BASE, "WXPAY_DATABASE_URL": url})
+
+    assert settings.database_url == url
+    assert "s3cret-pw" not in repr(settings)
