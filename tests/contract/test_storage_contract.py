@@ -373,8 +373,6 @@ def race(uow_factory, attempt):
         barrier.wait(timeout=10)
         try:
             outcomes[index] = attempt(index, uow_factory())
-        except DuplicateKey as error:
-            outcomes[index] = error
         except Exception as error:  # reported by the assertions below
             outcomes[index] = error
 
