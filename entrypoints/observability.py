@@ -34,8 +34,8 @@ class RequestContextMiddleware:
     """Give each request an id, time it and count it.
 
     The route label comes from Falcon's matched URI template (set in the
-    environ by :func:`entrypoints.app`'s middleware), so a flood of random
-    paths cannot explode the metrics' label sets.
+    environ by :class:`entrypoints.app.RouteLabelMiddleware`), so a flood
+    of random paths cannot explode the metrics' label sets.
     """
 
     def __init__(self, app: WSGIApp) -> None:
