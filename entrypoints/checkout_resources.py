@@ -8,6 +8,7 @@ errors (unknown product, WeChat failing, ...) become HTTP answers in
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -176,20 +177,20 @@ class CheckoutQrResource:
     def on_get_svg(
         self, req: falcon.Request, resp: falcon.Response, checkout_id: str
     ) -> None:
-        content = self._content(checkout_id)
-        resp.content_type = "image/svg+xml"
-        resp.cache_control = [QR_CACHE_CONTROL]
-        resp.data = qr_svg(content)
+        self._answer(resp, checkout_id, "image/svg+xml", qr_svg)
 
     def on_get_png(
         self, req: falcon.Request, resp: falcon.Response, checkout_id: str
     ) -> None:
-        content = self._content(checkout_id)
-        resp.content_type = "image/png"
-        resp.cache_control = [QR_CACHE_CONTROL]
-        resp.data = qr_png(content)
+        self._answer(resp, checkout_id, "image/png", qr_png)
 
-    def _content(self, checkout_id: str) -> str:
+    def _answer(
+        self,
+        resp: falcon.Response,
+        checkout_id: str,
+        content_type: str,
+        render: Callable[[str], bytes],
+    ) -> None:
         view = checkout_status(self._service.uow_factory(), checkout_id)
         if not view.qr_content:
             # A mode-2 checkout whose order WeChat did not place.
@@ -197,4 +198,7 @@ class CheckoutQrResource:
                 title="No code",
                 description="This checkout has no code; start a new one.",
             )
-        return view.qr_content
+
+        resp.content_type = content_type
+        resp.cache_control = [QR_CACHE_CONTROL]
+        resp.data = render(view.qr_content)
