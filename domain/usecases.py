@@ -25,6 +25,7 @@ from domain.model import is_product_id
 from domain.model import new_checkout_id
 from domain.model import new_out_trade_no
 from domain.model import new_token
+from domain.model import parse_wechat_time
 from domain.model import wechat_time
 from domain.money import Fen
 from domain.money import InvalidAmount
@@ -452,7 +453,7 @@ def handle_payment_notify(
         return _refuse(NotifyVerdict.WRONG_MERCHANT, out_trade_no, "mch_id")
     transaction_id = fields.get("transaction_id", "")
     time_end = fields.get("time_end", "")
-    if not transaction_id or not time_end:
+    if not _is_transaction_id(transaction_id) or not _is_wechat_time(time_end):
         return _refuse(
             NotifyVerdict.MISMATCH, out_trade_no, "transaction_id or time_end"
         )
@@ -499,6 +500,21 @@ def handle_payment_notify(
         order = uow.orders.get(out_trade_no)
         assert order is not None
         return _already(order, transaction_id)
+
+
+def _is_transaction_id(text: str) -> bool:
+    # WeChat's are 28 digits; the column holds 32. Anything else cannot
+    # be stored, and a notify that can never be stored must not be
+    # answered "try again" for ever.
+    return 0 < len(text) <= 32 and text.isascii() and text.isalnum()
+
+
+def _is_wechat_time(text: str) -> bool:
+    try:
+        parse_wechat_time(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _alert_if_paid_twice(uow: UnitOfWork, order: Order) -> None:

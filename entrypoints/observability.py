@@ -102,11 +102,19 @@ class RedactFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if any(secret in message for secret in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, MASK)
-            record.msg = message
+            record.msg = self._mask(message)
             record.args = None
+        if record.exc_info and not record.exc_text:
+            # The traceback is text too: an exception's message may quote
+            # a secret. Formatters use exc_text when it is set.
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self._mask(text)
         return True
+
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -121,7 +129,7 @@ class KeyValueFormatter(logging.Formatter):
             f' msg="{message}"'
         )
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + (record.exc_text or self.formatException(record.exc_info))
         return line
 
 

@@ -99,28 +99,29 @@ def record_inbound(
     # busy SQLite file it can spend up to the 5 s busy timeout of the
     # callback's time budget; move it after the response (falcon's
     # resp.schedule) if callback latency ever shows it.
-    limit = service.xml_limits.max_bytes
-    message = InboundMessage(
-        kind=kind,
-        received_at=service.clock.now(),
-        verdict=verdict[:AUDIT_FIELD_LIMIT],
-        body=raw[:limit].decode("utf-8", errors="replace"),
-        # SECURITY(audit): out_trade_no is whatever the sender wrote; it
-        # is cut to the column's size, the whole of it stays in the body.
-        out_trade_no=out_trade_no[:AUDIT_FIELD_LIMIT],
-        remote_addr=(req.remote_addr or "")[:64],
-        request_id=str(req.env.get(REQUEST_ID_ENVIRON, ""))[:64],
-    )
     try:
+        limit = service.xml_limits.max_bytes
+        message = InboundMessage(
+            kind=kind,
+            received_at=service.clock.now(),
+            verdict=verdict[:AUDIT_FIELD_LIMIT],
+            body=raw[:limit].decode("utf-8", errors="replace"),
+            # SECURITY(audit): out_trade_no is whatever the sender wrote;
+            # it is cut to the column's size, the whole stays in the body.
+            out_trade_no=out_trade_no[:AUDIT_FIELD_LIMIT],
+            remote_addr=(req.remote_addr or "")[:64],
+            request_id=str(req.env.get(REQUEST_ID_ENVIRON, ""))[:64],
+        )
         with service.uow_factory() as uow:
             uow.inbound.record(message)
             uow.commit()
     except Exception:
+        # NOTE(audit): nothing here may change what WeChat is answered.
         log.exception(
             "audit trail not written kind=%s verdict=%s out_trade_no=%s",
             kind,
-            message.verdict,
-            message.out_trade_no or "-",
+            verdict,
+            out_trade_no or "-",
         )
 
 

@@ -136,3 +136,20 @@ def test_the_access_log_escapes_control_characters_in_paths():
     atoms = logger.atoms(response, [], environ, timedelta(microseconds=5))
 
     assert atoms["U"] == "/x\\nremote=10.0.0.1"
+
+
+def test_a_secret_in_an_exception_is_masked_in_the_traceback():
+    try:
+        raise ValueError(f"bad key {cases.KEY}")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord(
+            "t", logging.ERROR, "", 0, "failed", (), sys.exc_info()
+        )
+
+    RedactFilter([cases.KEY]).filter(record)
+    line = KeyValueFormatter().format(record)
+
+    assert "ValueError: bad key ********" in line
+    assert cases.KEY not in line

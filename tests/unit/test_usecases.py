@@ -402,6 +402,10 @@ def test_a_forged_notify_changes_nothing(store, name, caplog):
         ({"return_code": "FAIL"}, NotifyVerdict.NOT_SUCCESS),
         ({"total_fee": "1.00"}, NotifyVerdict.MISMATCH),
         ({"transaction_id": None}, NotifyVerdict.MISMATCH),
+        ({"transaction_id": "4" * 33}, NotifyVerdict.MISMATCH),
+        ({"transaction_id": "4200 0000"}, NotifyVerdict.MISMATCH),
+        ({"time_end": "2024"}, NotifyVerdict.MISMATCH),
+        ({"time_end": "20241301100000"}, NotifyVerdict.MISMATCH),
     ],
 )
 def test_c12_a_signed_notify_that_does_not_match_the_order_is_refused(
