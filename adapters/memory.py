@@ -6,6 +6,8 @@ import copy
 import threading
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
+from datetime import datetime
 from types import TracebackType
 
 from domain.model import Checkout
@@ -79,6 +81,20 @@ class InMemoryCheckoutRepository(CheckoutRepository):
     def get(self, checkout_id: str) -> Checkout | None:
         return copy.deepcopy(self._rows.get(checkout_id))
 
+    def claim(
+        self, checkout_id: str, openid: str, now: datetime, until: datetime
+    ) -> bool:
+        stored = self._rows.get(checkout_id)
+        if stored is None:
+            return False
+        lapsed = stored.claimed_until is not None and stored.claimed_until < now
+        if stored.payer_openid not in ("", openid) and not lapsed:
+            return False
+        self._rows[checkout_id] = replace(
+            stored, payer_openid=openid, claimed_until=until
+        )
+        return True
+
 
 class InMemoryOrderRepository(OrderRepository):
     def __init__(self, tables: _Tables) -> None:
@@ -121,6 +137,12 @@ class InMemoryInboundLog(InboundLog):
 
     def record(self, message: InboundMessage) -> None:
         self._rows.append(message)
+
+    def prune(self, before: datetime) -> int:
+        kept = [m for m in self._rows if m.received_at >= before]
+        removed = len(self._rows) - len(kept)
+        self._rows[:] = kept
+        return removed
 
     def find(
         self,

@@ -21,9 +21,11 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy import Row
 from sqlalchemy import create_engine
+from sqlalchemy import delete
 from sqlalchemy import event
 from sqlalchemy import exc
 from sqlalchemy import insert
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy import update
@@ -243,6 +245,8 @@ class SqlAlchemyCheckoutRepository(_Repository, CheckoutRepository):
             total_fee_fen=checkout.total_fee.value,
             created_at=checkout.created_at,
             qr_content=checkout.qr_content,
+            payer_openid=checkout.payer_openid,
+            claimed_until=checkout.claimed_until,
         )
         with self._connection() as connection:
             connection.execute(statement)
@@ -261,7 +265,32 @@ class SqlAlchemyCheckoutRepository(_Repository, CheckoutRepository):
             total_fee=Fen(row.total_fee_fen),
             created_at=row.created_at,
             qr_content=row.qr_content,
+            payer_openid=row.payer_openid,
+            claimed_until=row.claimed_until,
         )
+
+    def claim(
+        self, checkout_id: str, openid: str, now: datetime, until: datetime
+    ) -> bool:
+        """One conditional UPDATE, like ``SqlAlchemyOrderRepository.save``:
+        a concurrent claimer waits on the row lock, then re-reads the row
+        and matches nothing."""
+        table = tables.checkouts
+        statement = (
+            update(table)
+            .where(table.c.id == checkout_id)
+            .where(
+                or_(
+                    table.c.payer_openid == "",
+                    table.c.payer_openid == openid,
+                    table.c.claimed_until < now,
+                )
+            )
+            .values(payer_openid=openid, claimed_until=until)
+        )
+        with self._connection() as connection:
+            result = connection.execute(statement)
+        return result.rowcount == 1
 
 
 class SqlAlchemyOrderRepository(_Repository, OrderRepository):
@@ -336,6 +365,13 @@ class SqlAlchemyInboundLog(_Repository, InboundLog):
         )
         with self._connection() as connection:
             connection.execute(statement)
+
+    def prune(self, before: datetime) -> int:
+        table = tables.inbound_messages
+        statement = delete(table).where(table.c.received_at < before)
+        with self._connection() as connection:
+            result = connection.execute(statement)
+        return result.rowcount
 
     def find(
         self,

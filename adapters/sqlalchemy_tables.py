@@ -109,6 +109,8 @@ checkouts = Table(
     Column("total_fee_fen", BigInteger, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("qr_content", String(1024), nullable=False),
+    Column("payer_openid", String(128), nullable=False, server_default=""),
+    Column("claimed_until", UtcDateTime, nullable=True),
     **MYSQL_TABLE_OPTIONS,
 )
 

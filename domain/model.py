@@ -113,6 +113,9 @@ class Checkout:
     total_fee: Fen
     created_at: datetime
     qr_content: str = ""
+    # Mode 1: the one payer whose scan may open orders, and until when.
+    payer_openid: str = ""
+    claimed_until: datetime | None = None
 
 
 @dataclass

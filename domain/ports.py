@@ -57,6 +57,19 @@ class CheckoutRepository(abc.ABC):
     def get(self, checkout_id: str) -> Checkout | None:
         """Return the checkout, or None."""
 
+    @abc.abstractmethod
+    def claim(
+        self, checkout_id: str, openid: str, now: datetime, until: datetime
+    ) -> bool:
+        """Give a mode-1 checkout to one payer, atomically.
+
+        Succeeds, recording ``openid`` and ``until``, when the checkout is
+        unclaimed, already this payer's, or its claim lapsed before
+        ``now``; otherwise changes nothing and returns False. Like
+        ``OrderRepository.save`` this is a compare-and-set: of payers
+        scanning one code at the same moment exactly one gets it.
+        """
+
 
 class OrderRepository(abc.ABC):
     """WeChat orders, by ``out_trade_no``."""
@@ -111,6 +124,10 @@ class InboundLog(abc.ABC):
     @abc.abstractmethod
     def record(self, message: InboundMessage) -> None:
         """Append one message."""
+
+    @abc.abstractmethod
+    def prune(self, before: datetime) -> int:
+        """Delete messages received before ``before``; return how many."""
 
     @abc.abstractmethod
     def find(

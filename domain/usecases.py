@@ -307,17 +307,19 @@ def handle_scan_callback(
             if any(order.is_paid for order in earlier):
                 reply = business_failure(merchant, ALREADY_PAID)
                 return ScanOutcome(reply, ScanVerdict.ALREADY_PAID)
+            # NOTE(mode1): a checkout is one purchase. The first payer to
+            # scan claims it until their order's code lapses; a second
+            # payer meanwhile could otherwise open a second order and
+            # both could be paid. The claim is a compare-and-set, so of
+            # payers scanning at the same moment exactly one wins.
+            claimed = uow.checkouts.claim(checkout.id, openid, now, now + CODE_LIFETIME)
+            if not claimed:
+                reply = business_failure(merchant, BEING_PAID)
+                return ScanOutcome(reply, ScanVerdict.BEING_PAID)
             for order in reversed(earlier):
-                if not _is_open(order, now):
-                    continue
-                if order.openid != openid:
-                    # NOTE(mode1): a checkout is one purchase. While one
-                    # payer's order is open, a second payer would create
-                    # a second order that could be paid too.
-                    reply = business_failure(merchant, BEING_PAID)
-                    return ScanOutcome(reply, ScanVerdict.BEING_PAID)
-                reply = prepay_reply(merchant, order.prepay_id)
-                return ScanOutcome(reply, ScanVerdict.PREPAY, order.out_trade_no)
+                if order.openid == openid and _is_open(order, now):
+                    reply = prepay_reply(merchant, order.prepay_id)
+                    return ScanOutcome(reply, ScanVerdict.PREPAY, order.out_trade_no)
 
         order = Order(
             out_trade_no=new_out_trade_no(now),

@@ -489,3 +489,64 @@ def test_the_inbound_log_keeps_raw_bodies_newest_first(uow_factory):
     assert for_order == [first]
     assert callbacks == [second]
     assert_aware_and_equal(everything[1].received_at, T0)
+
+
+def add_checkout(uow_factory, checkout):
+    with uow_factory() as uow:
+        uow.checkouts.add(checkout)
+        uow.commit()
+
+
+def test_a_checkout_is_claimed_by_one_payer_until_the_claim_lapses(uow_factory):
+    add_checkout(uow_factory, a_checkout())
+    until = T0 + timedelta(hours=2)
+
+    with uow_factory() as uow:
+        first = uow.checkouts.claim("ck0000000000000000000001", "oA", T0, until)
+        again = uow.checkouts.claim("ck0000000000000000000001", "oA", T0, until)
+        other = uow.checkouts.claim("ck0000000000000000000001", "oB", T0, until)
+        later = until + timedelta(seconds=1)
+        after = uow.checkouts.claim("ck0000000000000000000001", "oB", later, later)
+        uow.commit()
+    with uow_factory() as uow:
+        stored = uow.checkouts.get("ck0000000000000000000001")
+        missing = uow.checkouts.claim("ck_nope", "oA", T0, until)
+
+    assert (first, again, other, after, missing) == (True, True, False, True, False)
+    assert stored.payer_openid == "oB"
+    assert_aware_and_equal(stored.claimed_until, later)
+
+
+def test_of_payers_claiming_a_checkout_at_once_exactly_one_wins(uow_factory):
+    add_checkout(uow_factory, a_checkout())
+
+    def attempt(index, uow):
+        with uow:
+            won = uow.checkouts.claim(
+                "ck0000000000000000000001", f"o{index}", T0, T0 + timedelta(hours=2)
+            )
+            uow.commit()
+            return won
+
+    outcomes = race(uow_factory, attempt)
+
+    assert outcomes.count(True) == 1, outcomes
+    assert outcomes.count(False) == THREADS - 1, outcomes
+
+
+def test_old_inbound_messages_are_pruned(uow_factory):
+    old = an_inbound("bad_sign", received_at=T0)
+    new = an_inbound("accepted", received_at=T0 + timedelta(days=30))
+    with uow_factory() as uow:
+        uow.inbound.record(old)
+        uow.inbound.record(new)
+        uow.commit()
+
+    with uow_factory() as uow:
+        removed = uow.inbound.prune(T0 + timedelta(days=1))
+        uow.commit()
+    with uow_factory() as uow:
+        left = uow.inbound.find()
+
+    assert removed == 1
+    assert left == [new]
