@@ -10,6 +10,7 @@ resource turns every outcome, a crash included, into its XML answer.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import falcon
 
@@ -19,6 +20,8 @@ from adapters.prometheus_metrics import NOTIFY_VERDICTS
 from domain.ports import InboundMessage
 from domain.ports import StorageUnavailable
 from domain.usecases import TRY_LATER
+from domain.usecases import NotifyVerdict
+from domain.usecases import ScanVerdict
 from domain.usecases import business_failure
 from domain.usecases import handle_payment_notify
 from domain.usecases import handle_scan_callback
@@ -47,6 +50,19 @@ STORAGE_UNAVAILABLE = "storage_unavailable"
 ERROR = "error"
 # The widths of the audit trail's verdict and out_trade_no columns.
 AUDIT_FIELD_LIMIT = 32
+# SECURITY(audit): anyone can post to the WeChat URLs, so a message
+# refused before its signature was checked keeps only this many bytes:
+# enough to see what a forger tried, too little to fill the disk with.
+UNVERIFIED_BODY_LIMIT = 2 * 1024
+# The verdicts given only after the signature checked out; any other
+# (bad_sign, xml_rejected:*, error, or one added later) counts as from a
+# stranger. Both use cases check the signature first, so every verdict
+# but BAD_SIGN comes after it; a storage failure can only follow it.
+VERIFIED_VERDICTS = frozenset(
+    {v.value for v in NotifyVerdict if v is not NotifyVerdict.BAD_SIGN}
+    | {v.value for v in ScanVerdict if v is not ScanVerdict.BAD_SIGN}
+    | {STORAGE_UNAVAILABLE}
+)
 
 
 def read_body(req: falcon.Request, limits: xml_codec.XmlLimits) -> bytes:
@@ -75,11 +91,27 @@ def _answer_xml(resp: falcon.Response, body: bytes) -> None:
     resp.data = body
 
 
+def audited_body(raw: bytes, verdict: str) -> str:
+    """The body as the audit trail keeps it: whole, or cut if unverified.
+
+    A message whose signature checked out is kept whole (the parser
+    never reads more than the XML size limit). Any other keeps its first
+    ``UNVERIFIED_BODY_LIMIT`` bytes, marked ``…[truncated N bytes]``
+    with N the bytes read but dropped. Bytes that are not UTF-8 are
+    decoded with replacement, so any message can be kept.
+    """
+    if verdict in VERIFIED_VERDICTS or len(raw) <= UNVERIFIED_BODY_LIMIT:
+        return raw.decode("utf-8", errors="replace")
+    kept = raw[:UNVERIFIED_BODY_LIMIT].decode("utf-8", errors="replace")
+    return f"{kept}…[truncated {len(raw) - UNVERIFIED_BODY_LIMIT} bytes]"
+
+
 def record_inbound(
     service: Service,
     req: falcon.Request,
     *,
     kind: str,
+    received_at: datetime,
     raw: bytes,
     verdict: str,
     out_trade_no: str = "",
@@ -88,12 +120,16 @@ def record_inbound(
 
     Called by both WeChat resources once their reply is decided, in a
     unit of work of its own, so a refused message is kept as well as an
-    accepted one.
+    accepted one. See ``audited_body`` for how much of the body is kept.
 
     NOTE(audit): a failing audit write is logged at ERROR and otherwise
     ignored: the reply WeChat gets depends on the payment, never on the
-    audit trail. The body is cut at the XML size limit (the parser never
-    reads more) and decoded with replacement, so any bytes can be kept.
+    audit trail.
+
+    Args:
+        received_at: when the request arrived, read before handling it,
+            so the trail lists messages in arrival order even when one
+            took seconds (a slow unifiedorder inside a callback).
     """
     # TODO(audit): the write happens before the reply is sent, so on a
     # busy SQLite file it can spend up to the 5 s busy timeout of the
@@ -103,9 +139,9 @@ def record_inbound(
         limit = service.xml_limits.max_bytes
         message = InboundMessage(
             kind=kind,
-            received_at=service.clock.now(),
+            received_at=received_at,
             verdict=verdict[:AUDIT_FIELD_LIMIT],
-            body=raw[:limit].decode("utf-8", errors="replace"),
+            body=audited_body(raw[:limit], verdict),
             # SECURITY(audit): out_trade_no is whatever the sender wrote;
             # it is cut to the column's size, the whole stays in the body.
             out_trade_no=out_trade_no[:AUDIT_FIELD_LIMIT],
@@ -140,6 +176,7 @@ class ScanCallbackResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         service = self._service
+        received_at = service.clock.now()
         raw = b""
         out_trade_no = ""
         try:
@@ -180,6 +217,7 @@ class ScanCallbackResource:
             service,
             req,
             kind=CALLBACK,
+            received_at=received_at,
             raw=raw,
             verdict=verdict,
             out_trade_no=out_trade_no,
@@ -201,6 +239,7 @@ class PaymentNotifyResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         service = self._service
+        received_at = service.clock.now()
         raw = b""
         fields: dict[str, str] = {}
         try:
@@ -240,6 +279,7 @@ class PaymentNotifyResource:
             service,
             req,
             kind=NOTIFY,
+            received_at=received_at,
             raw=raw,
             verdict=verdict,
             out_trade_no=fields.get("out_trade_no", ""),

@@ -6,6 +6,9 @@ ids and the client address come from the real middleware.
 
 import json
 import logging
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
 
 import pytest
 from falcon import testing
@@ -33,6 +36,8 @@ from tests.support.fakes import FakeGateway
 from tests.support.fakes import FixedClock
 
 LIMIT = 16 * 1024
+# What is kept of a message refused before its signature was checked.
+KEPT_UNVERIFIED = 2 * 1024
 NOTIFY = "/wechatpay/notify"
 CALLBACK = "/wechatpay/callback"
 
@@ -146,7 +151,7 @@ def test_an_unreadable_notify_is_kept_with_the_codecs_reason(
     assert record.body == body.decode("utf-8", errors="replace")
 
 
-def test_an_oversized_body_is_kept_up_to_the_size_limit(client, store):
+def test_an_oversized_body_keeps_only_its_first_2_kib(client, store):
     body = b"<xml><a>" + b"x" * 100_000 + b"</a></xml>"
 
     post(
@@ -158,7 +163,92 @@ def test_an_oversized_body_is_kept_up_to_the_size_limit(client, store):
 
     record = the_one_record(store)
     assert record.verdict == "xml_rejected:XML_FORMAT_ERROR"
-    assert record.body == body[:LIMIT].decode()
+    # Nothing past the size limit is ever read, so N counts up to it.
+    dropped = LIMIT - KEPT_UNVERIFIED
+    assert record.body == (
+        body[:KEPT_UNVERIFIED].decode() + f"…[truncated {dropped} bytes]"
+    )
+
+
+def long_notify(**overrides):
+    # attach is a field WeChat echoes; any length up to the XML limit.
+    return cases.paid_notify(attach="a" * 10_000, **overrides)
+
+
+@pytest.mark.parametrize(
+    ("key", "verdict"),
+    [(cases.WRONG_KEY, "bad_sign"), (None, "xml_rejected:XML_FORMAT_ERROR")],
+    ids=["bad sign", "unreadable"],
+)
+def test_a_long_message_refused_before_its_signature_is_cut_to_2_kib(
+    client, store, key, verdict
+):
+    if key is None:
+        body = signed_xml(long_notify()) + b"<trailing/>"
+    else:
+        body = signed_xml(long_notify(), key)
+
+    post(client, NOTIFY, body)
+
+    record = the_one_record(store)
+    assert record.verdict == verdict
+    dropped = len(body) - KEPT_UNVERIFIED
+    assert record.body == (
+        body[:KEPT_UNVERIFIED].decode() + f"…[truncated {dropped} bytes]"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "verdict"),
+    [
+        (long_notify(), "accepted"),
+        (long_notify(total_fee="1", cash_fee="1"), "mismatch"),
+        (long_notify(out_trade_no="T404"), "unknown_order"),
+    ],
+    ids=["accepted", "mismatch", "unknown order"],
+)
+def test_a_long_message_whose_signature_verified_is_kept_whole(
+    client, store, fields, verdict
+):
+    body = signed_xml(fields)
+
+    post(client, NOTIFY, body)
+
+    record = the_one_record(store)
+    assert record.verdict == verdict
+    assert len(body) > 10_000
+    assert record.body == body.decode()
+
+
+def test_a_forged_callback_is_cut_to_2_kib(client, store):
+    fields = {**cases.scan_callback(), "attach": "a" * 10_000}
+    body = signed_xml(fields, cases.WRONG_KEY)
+
+    post(client, CALLBACK, body)
+
+    record = the_one_record(store)
+    assert record.verdict == "bad_sign"
+    assert record.body.startswith(body[:KEPT_UNVERIFIED].decode())
+    assert record.body.endswith(f"…[truncated {len(body) - KEPT_UNVERIFIED} bytes]")
+
+
+def test_a_message_is_stamped_when_it_arrived_not_when_judged(store, gateway, clock):
+    # unifiedorder takes 3 s; the callback arrived before it was placed.
+    arrived = clock.now()
+    placed = gateway.unified_order
+
+    def slow_unified_order(request):
+        clock.moment += timedelta(seconds=3)
+        return placed(request)
+
+    gateway.unified_order = slow_unified_order
+    client = client_for(service_over(store, gateway, clock))
+
+    post(client, CALLBACK, signed_xml(cases.scan_callback("P001")))
+
+    record = the_one_record(store)
+    assert record.verdict == "prepay"
+    assert record.received_at == arrived
 
 
 def test_a_long_forged_out_trade_no_is_cut_to_the_column(client, store):
@@ -367,6 +457,44 @@ def test_wxpay_audit_escapes_what_a_stranger_wrote(sql_client, capsys):
     assert "\x9b" not in out
     assert out.count("\t") == 6
     assert "\tT1\\u009b2J\\u0009x\t" in out
+
+
+def test_wxpay_audit_prune_deletes_only_messages_older_than_the_days(
+    sql_client, clock, capsys
+):
+    now = datetime.now(UTC)
+    clock.moment = now - timedelta(days=31)
+    post(sql_client, NOTIFY, signed_xml(cases.paid_notify(), cases.WRONG_KEY))
+    post(sql_client, CALLBACK, signed_xml(cases.scan_callback("P404")))
+    clock.moment = now - timedelta(days=29)
+    post(sql_client, NOTIFY, signed_xml(cases.paid_notify()))
+
+    status = cli.main(["audit", "prune", "--older-than", "30"])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert out.startswith("pruned 2 messages received before ")
+    _, lines, _ = wxpay_audit(capsys)
+    assert [line[1:3] for line in lines] == [["notify", "accepted"]]
+    assert wxpay_audit(capsys, "list", "--kind", "notify")[1] == lines
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["prune"],
+        ["prune", "--older-than", "0"],
+        ["prune", "--older-than", "30", "--kind", "notify"],
+        ["prune", "--older-than", "30", "--limit", "5"],
+        ["--older-than", "30"],
+    ],
+    ids=["no days", "zero days", "a filter", "a limit", "without prune"],
+)
+def test_wxpay_audit_prune_refuses_what_it_would_misread(sqlite_url, capsys, argv):
+    status, _, err = wxpay_audit(capsys, *argv)
+
+    assert status == 2
+    assert "--older-than" in err
 
 
 def test_wxpay_audit_on_an_unmigrated_database_says_to_upgrade(sqlite_url, capsys):
