@@ -134,9 +134,14 @@ class CheckoutsResource:
         self._service = service
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        # TODO(api): no per-client rate limit, and each mode-2 checkout
-        # places a WeChat order; remove once deploy/nginx has a limit_req
-        # zone on POST /api/checkouts.
+        # NOTE(api): each mode-2 checkout places a WeChat order, so the
+        # shipped nginx rules limit POST /api/checkouts per client
+        # address (deploy/nginx/wxpay-zones.conf: 1/s, burst 5, then 429).
+        # TODO(api): nothing limits it in the app itself, so without that
+        # proxy (WeChatPayMiddleware inside another app, or gunicorn
+        # reached directly) it is unlimited, and clients behind one NAT
+        # address share a bucket; a per-session or global cap on open
+        # WeChat orders would need shared state across workers.
         product_id, mode = parse_new_checkout(read_json_object(req))
 
         service = self._service

@@ -11,6 +11,7 @@ app has run, that is after TrustedProxyMiddleware has settled
 REMOTE_ADDR. Both carry the request id the app answered with.
 """
 
+import json
 import re
 import secrets
 import time
@@ -29,6 +30,11 @@ pytestmark = pytest.mark.e2e
 NGINX_HOST = "127.0.0.2"
 CLIENT = "127.0.0.3"
 STRANGER = "127.0.0.5"
+# Addresses of their own, so the rate-limit tests share no bucket with
+# the other tests (nor with each other).
+HURRIED_SHOPPER = "127.0.0.6"
+OTHER_SHOPPER = "127.0.0.7"
+WECHAT_SERVER = "127.0.0.8"
 FORGED = "6.6.6.6"
 NGINX_LIMIT = 128 * 1024
 
@@ -244,3 +250,58 @@ def test_metrics_are_served_only_to_the_local_scraper(behind_nginx):
 
     assert local.status == 200
     assert remote.status == 403
+
+
+def post_checkout(url, source):
+    body = json.dumps({"product_id": "P001", "mode": 2}).encode()
+    headers = {"Content-Type": "application/json"}
+    started = time.monotonic()
+    reply = stack.send(
+        url, "POST", "/api/checkouts", body, headers=headers, source=source
+    )
+    return reply, time.monotonic() - started
+
+
+def test_nginx_limits_how_fast_one_client_starts_checkouts(behind_nginx):
+    url = behind_nginx.nginx_url
+
+    burst = [post_checkout(url, HURRIED_SHOPPER) for _ in range(20)]
+
+    statuses = [reply.status for reply, _ in burst]
+    allowed = statuses.count(201)
+    print(f"\n20 checkouts at once from one client: {allowed} placed, then 429")
+    # 1 r/s with a burst of 5: the first 6 pass, and maybe one more if a
+    # second went by during the volley; everything after is refused.
+    assert 6 <= allowed <= 8, statuses
+    assert statuses == [201] * allowed + [429] * (20 - allowed)
+    refused = [(reply, seconds) for reply, seconds in burst if reply.status == 429]
+    assert max(seconds for _, seconds in refused) < 0.5
+    reply = refused[0][0]
+    assert reply.header("Retry-After") == "1"
+    assert reply.json()["title"] == "Too Many Requests"
+
+    # Polling a checkout is not limited, and another client is not held
+    # back by this one.
+    first = burst[0][0].json()
+    polls = [
+        stack.send(url, "GET", f"/api/checkouts/{first['id']}", source=HURRIED_SHOPPER)
+        for _ in range(10)
+    ]
+    assert {poll.status for poll in polls} == {200}
+    assert post_checkout(url, OTHER_SHOPPER)[0].status == 201
+
+
+def test_wechat_at_a_busy_shops_rate_is_never_limited(behind_nginx):
+    # 40 notifies at 20 a second from one WeChat server address; they are
+    # forgeries (unsigned), so the service answers FAIL, but nginx lets
+    # every one through.
+    body = b"<xml><return_code>SUCCESS</return_code></xml>"
+    statuses = []
+    started = time.monotonic()
+
+    for index in range(40):
+        time.sleep(max(0.0, started + index / 20 - time.monotonic()))
+        reply = stack.post_notify(behind_nginx.nginx_url, body, source=WECHAT_SERVER)
+        statuses.append(reply.status)
+
+    assert statuses == [200] * 40

@@ -10,6 +10,9 @@ from tests.support.processes import free_port
 from tests.support.processes import running
 
 PROXY_RULES = REPO / "deploy" / "nginx" / "wxpay-proxy.conf"
+# The shipped rate-limit zones, included in the http block as the
+# shipped site file does.
+ZONES = REPO / "deploy" / "nginx" / "wxpay-zones.conf"
 
 
 def nginx_binary():
@@ -37,6 +40,7 @@ http {{
     fastcgi_temp_path {workdir}/fastcgi;
     uwsgi_temp_path {workdir}/uwsgi;
     scgi_temp_path {workdir}/scgi;
+    include {ZONES};
     upstream wxpay_native {{
         server 127.0.0.1:{upstream_port};
         keepalive 4;
