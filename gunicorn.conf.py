@@ -6,6 +6,7 @@ variables; everything else is a decision, not a knob. gunicorn reads this
 file with ``--config``; ``wxpay serve`` passes it.
 """
 
+import ipaddress
 import os
 
 from adapters.prometheus_metrics import worker_exited
@@ -27,8 +28,21 @@ preload_app = False
 # Where to listen
 # ---------------------------------------------------------------------------
 
-# host:port (or unix:PATH). Loopback by default: the service is meant to
-# sit behind nginx (deploy/nginx), which alone faces the internet.
+# host:port (or unix:PATH). Loopback, always: gunicorn is never exposed
+# directly; nginx (deploy/nginx) alone faces the internet.
+#
+# SECURITY(proxy): a gthread worker gives each connection a thread once
+# its first bytes arrive, and that thread then blocks until the client
+# has sent every header and the whole body, however slowly it trickles
+# them. gunicorn 27 has no setting that bounds that time: `timeout`
+# below is the worker's heartbeat, which its main thread keeps beating
+# while a thread waits. So 8 slow clients (2 workers x 4 threads) reaching
+# gunicorn directly stop every notify for as long as they like (measured:
+# 8 connections held it 60 s). nginx reads a request's whole body before
+# it opens an upstream connection (proxy_request_buffering, kept on in
+# deploy/nginx) and gives up on a client idle for 10 s, so gunicorn only
+# ever reads complete requests at loopback speed. on_starting (below)
+# warns if this is set to anything but loopback.
 bind = [os.environ.get("WXPAY_BIND", "127.0.0.1:8000")]
 
 # Connections the kernel queues before gunicorn accepts them. A burst of
@@ -145,6 +159,34 @@ control_socket_disable = True
 # ---------------------------------------------------------------------------
 
 
+def on_starting(server):
+    """Warn, once, at start if gunicorn listens beyond this host."""
+    for address in server.cfg.bind:
+        if not faces_only_this_host(address):
+            server.log.warning(
+                "SECURITY gunicorn binds %s, not loopback: slow clients"
+                " reaching it directly can hold every thread; bind"
+                " 127.0.0.1 and let nginx (deploy/nginx) face the network",
+                address,
+            )
+
+
 def child_exit(server, worker):
     """A worker died: drop its live metrics (multiprocess mode only)."""
     worker_exited(worker.pid)
+
+
+def faces_only_this_host(address):
+    """True for a unix socket, an inherited fd, or a loopback address."""
+    if address.startswith(("unix:", "fd://")):
+        return True
+    if address.startswith("["):
+        host = address[1 : address.find("]")]
+    else:
+        host = address.rsplit(":", 1)[0] if ":" in address else address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

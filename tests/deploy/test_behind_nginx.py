@@ -11,9 +11,11 @@ app has run, that is after TrustedProxyMiddleware has settled
 REMOTE_ADDR. Both carry the request id the app answered with.
 """
 
+import contextlib
 import json
 import re
 import secrets
+import socket
 import time
 
 import pytest
@@ -308,3 +310,34 @@ def test_wechat_at_a_busy_shops_rate_is_never_limited(behind_nginx):
         statuses.append(reply.status)
 
     assert statuses == [200] * 40
+
+
+@contextlib.contextmanager
+def slow_clients(url, count, path=stack.NOTIFY_PATH):
+    """``count`` connections that send headers and half a body, then stall."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n"
+        "Content-Type: text/xml\r\nContent-Length: 1000\r\n\r\n"
+    ).encode()
+    with contextlib.ExitStack() as stack_of_sockets:
+        for _ in range(count):
+            connection = socket.create_connection((host, int(port)), timeout=5)
+            stack_of_sockets.enter_context(connection)
+            connection.sendall(head + b"<xml>" + b"x" * 495)
+        yield
+
+
+def test_slow_clients_through_nginx_hold_no_gunicorn_thread(behind_nginx):
+    # More stalled uploads than gunicorn has threads (2 workers x 4).
+    body = b"<xml><return_code>SUCCESS</return_code></xml>"
+
+    with slow_clients(behind_nginx.nginx_url, 16):
+        time.sleep(0.5)
+        started = time.monotonic()
+        reply = stack.post_notify(behind_nginx.nginx_url, body, timeout=10)
+        seconds = time.monotonic() - started
+
+    print(f"\na notify with 16 stalled uploads at nginx: {seconds * 1000:.0f} ms")
+    assert reply.status == 200
+    assert seconds < 1.0

@@ -96,3 +96,45 @@ def test_each_setting_is_explained_by_a_comment_above_it():
     unexplained = [p for p in settings if not p.strip().startswith("#")]
     assert len(settings) >= 15
     assert unexplained == []
+
+
+class StartingServer:
+    """What on_starting reads of gunicorn's arbiter: its binds and log."""
+
+    def __init__(self, settings):
+        self.cfg = as_gunicorn_reads_it(settings)
+        self.warnings = []
+
+    @property
+    def log(self):
+        return self
+
+    def warning(self, message, *args):
+        self.warnings.append(message % args)
+
+
+@pytest.mark.parametrize(
+    "bind",
+    ["127.0.0.1:8000", "[::1]:8000", "localhost:8000", "unix:/run/wxpay.sock"],
+)
+def test_a_loopback_bind_starts_without_a_warning(monkeypatch, bind):
+    settings = load(monkeypatch, WXPAY_BIND=bind)
+    server = StartingServer(settings)
+
+    settings["on_starting"](server)
+
+    assert server.warnings == []
+
+
+@pytest.mark.parametrize(
+    "bind", ["0.0.0.0:8000", "[::]:8000", "203.0.113.7:80", "shop.example:8000"]
+)
+def test_a_bind_beyond_loopback_warns_that_gunicorn_needs_nginx(monkeypatch, bind):
+    settings = load(monkeypatch, WXPAY_BIND=bind)
+    server = StartingServer(settings)
+
+    settings["on_starting"](server)
+
+    (warning,) = server.warnings
+    assert bind in warning
+    assert "not loopback" in warning and "nginx" in warning
