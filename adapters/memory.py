@@ -114,6 +114,26 @@ class InMemoryOrderRepository(OrderRepository):
         found.sort(key=lambda order: (order.created_at, order.out_trade_no))
         return copy.deepcopy(found)
 
+    def unsettled(self, created_before: datetime, limit: int) -> list[Order]:
+        found = [
+            order
+            for order in self._rows.values()
+            if order.state is TradeState.NOTPAY
+            and order.prepay_id
+            and order.created_at < created_before
+        ]
+        found.sort(key=lambda order: (order.created_at, order.out_trade_no))
+        return copy.deepcopy(found[:limit])
+
+    def claim_query(self, out_trade_no: str, now: datetime, since: datetime) -> bool:
+        stored = self._rows.get(out_trade_no)
+        if stored is None or stored.state is not TradeState.NOTPAY:
+            return False
+        if stored.queried_at is not None and stored.queried_at >= since:
+            return False
+        self._rows[out_trade_no] = replace(stored, queried_at=now)
+        return True
+
     def save(self, order: Order, expected_state: TradeState) -> bool:
         stored = self._rows.get(order.out_trade_no)
         if stored is None or stored.state is not expected_state:

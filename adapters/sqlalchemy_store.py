@@ -326,6 +326,40 @@ class SqlAlchemyOrderRepository(_Repository, OrderRepository):
             rows = connection.execute(query).all()
         return [_order(row) for row in rows]
 
+    def unsettled(self, created_before: datetime, limit: int) -> list[Order]:
+        """NOTPAY orders with a prepay_id, oldest first.
+
+        The index on (state, created_at) serves both the filter and the
+        order, so the reconciler reads only unpaid rows, not every order
+        the shop ever took.
+        """
+        table = tables.orders
+        query = (
+            select(table)
+            .where(table.c.state == TradeState.NOTPAY.value)
+            .where(table.c.created_at < created_before)
+            .where(table.c.prepay_id != "")
+            .order_by(table.c.created_at, table.c.out_trade_no)
+            .limit(limit)
+        )
+        with self._connection() as connection:
+            rows = connection.execute(query).all()
+        return [_order(row) for row in rows]
+
+    def claim_query(self, out_trade_no: str, now: datetime, since: datetime) -> bool:
+        """One conditional UPDATE of ``queried_at``, like ``save``."""
+        table = tables.orders
+        statement = (
+            update(table)
+            .where(table.c.out_trade_no == out_trade_no)
+            .where(table.c.state == TradeState.NOTPAY.value)
+            .where(or_(table.c.queried_at.is_(None), table.c.queried_at < since))
+            .values(queried_at=now)
+        )
+        with self._connection() as connection:
+            result = connection.execute(statement)
+        return result.rowcount == 1
+
     def save(self, order: Order, expected_state: TradeState) -> bool:
         """Write the order if its stored state is still ``expected_state``.
 
@@ -429,6 +463,7 @@ def _order_values(order: Order) -> dict[str, Any]:
         "transaction_id": order.transaction_id or None,
         "time_end": order.time_end,
         "paid_at": order.paid_at,
+        "queried_at": order.queried_at,
     }
 
 
@@ -449,6 +484,7 @@ def _order(row: Row[Any]) -> Order:
         transaction_id=row.transaction_id or "",
         time_end=row.time_end,
         paid_at=row.paid_at,
+        queried_at=row.queried_at,
     )
 
 

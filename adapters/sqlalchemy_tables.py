@@ -138,8 +138,12 @@ orders = Table(
     Column("paid_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # When orderquery was last called for this order (page self-healing).
+    Column("queried_at", UtcDateTime, nullable=True),
     UniqueConstraint("transaction_id", name="uq_orders_transaction_id"),
     Index("ix_orders_checkout_id", "checkout_id"),
+    # The reconciler's scan: unpaid orders, oldest first.
+    Index("ix_orders_state_created_at", "state", "created_at"),
     **MYSQL_TABLE_OPTIONS,
 )
 

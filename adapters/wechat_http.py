@@ -29,6 +29,7 @@ from adapters import xml_codec
 from adapters.prometheus_metrics import WECHAT_CALLS
 from adapters.prometheus_metrics import WECHAT_LATENCY
 from domain.merchant import Merchant
+from domain.model import FEE_TYPE
 from domain.money import Fen
 from domain.money import InvalidAmount
 from domain.ports import BadResponseSignature
@@ -230,6 +231,7 @@ class Urllib3WeChatGateway(PaymentGateway):
             total_fee=total_fee,
             transaction_id=answer.get("transaction_id", ""),
             time_end=answer.get("time_end", ""),
+            fee_type=answer.get("fee_type") or FEE_TYPE,
         )
 
     def close_order(self, out_trade_no: str) -> None:

@@ -137,6 +137,8 @@ class Order:
     transaction_id: str = ""
     time_end: str = ""
     paid_at: datetime | None = None
+    # When WeChat was last asked about this order (orderquery), if ever.
+    queried_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if not _OUT_TRADE_NO.match(self.out_trade_no):
@@ -168,6 +170,10 @@ class Order:
 
     def mark_closed(self) -> None:
         self._move(TradeState.CLOSED)
+
+    def mark_payerror(self) -> None:
+        """WeChat says the payment failed (a bank refused it); final."""
+        self._move(TradeState.PAYERROR)
 
     def mark_refunded(self) -> None:
         self._move(TradeState.REFUND)

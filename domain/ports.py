@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 
+from domain.model import FEE_TYPE
 from domain.model import Checkout
 from domain.model import Order
 from domain.model import Product
@@ -89,6 +90,25 @@ class OrderRepository(abc.ABC):
     @abc.abstractmethod
     def for_checkout(self, checkout_id: str) -> list[Order]:
         """Return the checkout's orders, oldest first."""
+
+    @abc.abstractmethod
+    def unsettled(self, created_before: datetime, limit: int) -> list[Order]:
+        """Return NOTPAY orders that WeChat knows, for the reconciler.
+
+        Only orders with a ``prepay_id`` (unifiedorder answered) created
+        before ``created_before``, oldest first, at most ``limit``.
+        """
+
+    @abc.abstractmethod
+    def claim_query(self, out_trade_no: str, now: datetime, since: datetime) -> bool:
+        """Note that WeChat is being asked about a NOTPAY order, once.
+
+        Sets the order's ``queried_at`` to ``now`` and returns True when
+        the order is NOTPAY and was not queried at or after ``since``;
+        otherwise changes nothing and returns False. A compare-and-set
+        like ``save``: of pages polling one order at the same moment,
+        from any number of processes, one asks WeChat.
+        """
 
     @abc.abstractmethod
     def save(self, order: Order, expected_state: TradeState) -> bool:
@@ -277,6 +297,7 @@ class OrderStatus:
     total_fee: Fen | None
     transaction_id: str
     time_end: str
+    fee_type: str = FEE_TYPE
 
 
 class PaymentGateway(abc.ABC):

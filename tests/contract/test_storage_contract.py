@@ -550,3 +550,89 @@ def test_old_inbound_messages_are_pruned(uow_factory):
 
     assert removed == 1
     assert left == [new]
+
+
+# --- reconciliation -------------------------------------------------------
+
+
+def placed(out_trade_no, created_at, **fields):
+    order = an_order(out_trade_no, created_at=created_at, **fields)
+    order.attach_prepay(
+        "wx" + out_trade_no, "weixin://wxpay/bizpayurl?pr=x", created_at
+    )
+    return order
+
+
+def test_unsettled_orders_are_unpaid_placed_and_older_oldest_first(uow_factory):
+    paid = placed("T000000005", T0 - timedelta(hours=3))
+    paid.mark_paid(TXN, "20240101070000", T0)
+    closed = placed("T000000006", T0 - timedelta(hours=3))
+    closed.mark_closed()
+    add(
+        uow_factory,
+        placed("T000000003", T0 - timedelta(minutes=10)),
+        placed("T000000002", T0 - timedelta(hours=1)),
+        placed("T000000001", T0 - timedelta(minutes=10)),
+        placed("T000000004", T0),  # not before the cut
+        an_order("T000000007", created_at=T0 - timedelta(hours=2)),  # no prepay
+        paid,
+        closed,
+    )
+
+    with uow_factory() as uow:
+        found = uow.orders.unsettled(T0, limit=10)
+        first_two = uow.orders.unsettled(T0, limit=2)
+
+    assert [order.out_trade_no for order in found] == [
+        "T000000002",
+        "T000000001",
+        "T000000003",
+    ]
+    assert found[0] == placed("T000000002", T0 - timedelta(hours=1))
+    assert [order.out_trade_no for order in first_two] == [
+        "T000000002",
+        "T000000001",
+    ]
+
+
+def test_a_query_is_claimed_once_per_quiet_period(uow_factory):
+    add(uow_factory, placed("T000000001", T0))
+    later = T0 + timedelta(seconds=31)
+
+    with uow_factory() as uow:
+        first = uow.orders.claim_query("T000000001", T0, T0 - timedelta(seconds=30))
+        again = uow.orders.claim_query("T000000001", T0, T0 - timedelta(seconds=30))
+        after = uow.orders.claim_query("T000000001", later, T0 + timedelta(seconds=1))
+        missing = uow.orders.claim_query("T_nope_0001", T0, T0)
+        uow.commit()
+
+    assert (first, again, after, missing) == (True, False, True, False)
+    assert_aware_and_equal(stored_order(uow_factory, "T000000001").queried_at, later)
+
+
+def test_a_query_is_never_claimed_for_a_settled_order(uow_factory):
+    order = placed("T000000001", T0)
+    order.mark_closed()
+    add(uow_factory, order)
+
+    with uow_factory() as uow:
+        claimed = uow.orders.claim_query("T000000001", T0, T0)
+        uow.commit()
+
+    assert claimed is False
+    assert stored_order(uow_factory, "T000000001").queried_at is None
+
+
+def test_of_pages_claiming_one_query_at_once_exactly_one_wins(uow_factory):
+    add(uow_factory, placed("T000000001", T0))
+
+    def attempt(index, uow):
+        with uow:
+            won = uow.orders.claim_query("T000000001", T0, T0 - timedelta(seconds=30))
+            uow.commit()
+            return won
+
+    outcomes = race(uow_factory, attempt)
+
+    assert outcomes.count(True) == 1, outcomes
+    assert outcomes.count(False) == THREADS - 1, outcomes
