@@ -14,6 +14,7 @@ import ipaddress
 import sys
 from typing import Any
 from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
 from domain.ports import StorageUnavailable
 from entrypoints.settings import ConfigError
@@ -21,6 +22,26 @@ from entrypoints.settings import Settings
 
 # WeChat refuses a notify_url longer than this (unifiedorder's rule).
 NOTIFY_URL_MAX = 256
+
+# The database drivers this service installs (requirements.lock) and is
+# tested with, by SQLAlchemy's (backend, driver) names; any other needs
+# a package we do not ship. A URL without a driver gets SQLAlchemy's
+# default for its backend: psycopg for postgresql://, which we ship, but
+# mysqldb for mysql://, which we do not.
+SUPPORTED_DRIVERS = frozenset(
+    {
+        ("postgresql", "psycopg"),
+        ("mysql", "pymysql"),
+        ("mariadb", "pymysql"),
+        ("sqlite", "pysqlite"),
+    }
+)
+EXAMPLES = {
+    "postgresql": "postgresql+psycopg://user:password@host:5432/wxpay",
+    "mysql": "mysql+pymysql://user:password@host:3306/wxpay",
+    "mariadb": "mysql+pymysql://user:password@host:3306/wxpay",
+}
+SUPPORTED_SCHEMES = "postgresql+psycopg://, mysql+pymysql:// or sqlite:///"
 
 HINTS = {
     "WXPAY_APPID": "set it to the appid bound to the merchant (wx...)",
@@ -84,7 +105,8 @@ def url_problems(settings: Settings) -> list[str]:
     problems = []
     notify_url = settings.notify_url
     if not _secure_or_local(notify_url):
-        https = "https" + settings.public_url.removeprefix("http")
+        parts = urlsplit(settings.public_url)
+        https = urlunsplit(parts._replace(scheme="https"))
         problems.append(
             f"the notify URL {notify_url} is plain http on a non-loopback"
             f" host, and WeChat posts only to https: set WXPAY_PUBLIC_URL"
@@ -118,6 +140,33 @@ def _secure_or_local(url: str) -> bool:
         return False
 
 
+def driver_problems(url: str) -> list[str]:
+    """Whether the URL names a database driver this service ships."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        driver = parsed.get_driver_name()
+    except ArgumentError:
+        return [
+            "WXPAY_DATABASE_URL is not a URL of a database SQLAlchemy"
+            f" knows: give one like {SUPPORTED_SCHEMES}"
+        ]
+    if (backend, driver) in SUPPORTED_DRIVERS:
+        return []
+    # SECURITY(config): only the scheme is quoted; the rest of a server
+    # URL may hold the database password.
+    like = EXAMPLES.get(backend)
+    advice = f"use {like}" if like else f"use {SUPPORTED_SCHEMES}"
+    return [
+        f"WXPAY_DATABASE_URL starts {parsed.drivername}://, which needs the"
+        f" {driver} driver this service does not install: {advice}"
+        f" (supported: {SUPPORTED_SCHEMES})"
+    ]
+
+
 def database_problems(settings: Settings) -> list[str]:
     """Whether the database answers and its schema is the newest."""
     # NOTE(config): imported here so that a settings problem is reported
@@ -126,13 +175,15 @@ def database_problems(settings: Settings) -> list[str]:
     from adapters.sqlalchemy_store import create_engine_for
     from adapters.sqlalchemy_store import ping
 
+    unsupported = driver_problems(settings.database_url)
+    if unsupported:
+        return unsupported
     try:
         engine = create_engine_for(settings.database_url)
     except Exception as error:
         return [
             f"WXPAY_DATABASE_URL is not a usable database URL"
-            f" ({type(error).__name__}): give one like"
-            " postgresql+psycopg://user:password@host/wxpay"
+            f" ({type(error).__name__}): give one like {SUPPORTED_SCHEMES}"
         ]
     try:
         ping(engine)

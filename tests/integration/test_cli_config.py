@@ -100,6 +100,31 @@ def test_a_key_of_the_wrong_length_is_reported_without_the_key(env, capsys):
     assert "32" in problem
 
 
+@pytest.mark.parametrize(
+    ("key", "says"),
+    [
+        ("TESTKEY0TESTKEY0 ESTKEY0TESTKEY0", "other than ASCII letters and digits"),
+        ("TESTKEY0TESTKEY0TÉSTKEY0TESTKEY0", "other than ASCII letters and digits"),
+        ("TESTKEY0TESTKEY0TEST-EY0TESTKEY0", "other than ASCII letters and digits"),
+        (cases.KEY + "\n", "starts or ends with whitespace"),
+        (" " + cases.KEY, "starts or ends with whitespace"),
+    ],
+    ids=["a space", "non-ASCII", "punctuation", "a newline after", "a space before"],
+)
+def test_a_key_that_is_not_32_ascii_letters_and_digits_is_reported(
+    env, capsys, key, says
+):
+    env(WXPAY_API_KEY=key)
+
+    status, problems, out = check(capsys, key=key.strip())
+
+    assert status == 1
+    (problem,) = problems
+    assert problem.startswith("WXPAY_API_KEY ")
+    assert says in problem
+    assert key.strip()[:8] not in out
+
+
 def test_a_public_url_with_a_query_is_reported(env, capsys):
     env(WXPAY_PUBLIC_URL="https://shop.example/pay?x=1")
 
@@ -128,6 +153,78 @@ def test_a_plain_http_notify_url_on_a_public_host_is_a_problem(env, capsys):
     assert "http://shop.example/pay/wechatpay/notify" in problem
     assert "https" in problem
     assert "set WXPAY_PUBLIC_URL to https://shop.example/pay" in problem
+
+
+def test_the_https_advice_keeps_the_url_whatever_the_schemes_case(env, capsys):
+    env(WXPAY_PUBLIC_URL="HTTP://shop.example.com")
+
+    status, problems, _ = check(capsys)
+
+    assert status == 1
+    (problem,) = problems
+    assert problem.endswith(
+        "set WXPAY_PUBLIC_URL to https://shop.example.com (behind a TLS proxy)"
+    )
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "80a"])
+@pytest.mark.parametrize("variable", ["WXPAY_PUBLIC_URL", "WXPAY_API_BASE"])
+def test_a_url_with_an_impossible_port_is_reported(env, capsys, variable, port):
+    env(**{variable: f"https://shop.example.com:{port}"})
+
+    status, problems, _ = check(capsys)
+
+    assert status == 1
+    assert problems == [f"{variable} has a port that is not a number from 1 to 65535"]
+
+
+@pytest.mark.parametrize(
+    ("url", "advice"),
+    [
+        ("mysql://wxpay:s3cret-pw@db/wxpay", "use mysql+pymysql://"),
+        ("mariadb+mariadbconnector://wxpay:s3cret-pw@db/wxpay", "use mysql+pymysql://"),
+        ("postgresql+psycopg2://wxpay:s3cret-pw@db/wxpay", "use postgresql+psycopg://"),
+        ("oracle://wxpay:s3cret-pw@db/wxpay", "use postgresql+psycopg://, mysql"),
+    ],
+)
+def test_a_database_driver_we_do_not_ship_is_named_with_the_ones_we_do(
+    env, capsys, url, advice
+):
+    env(WXPAY_DATABASE_URL=url)
+
+    status, problems, out = check(capsys)
+
+    assert status == 1
+    (problem,) = problems
+    scheme = url.split("://")[0]
+    assert problem.startswith(f"WXPAY_DATABASE_URL starts {scheme}://, which")
+    assert advice in problem
+    assert "postgresql+psycopg://, mysql+pymysql:// or sqlite:///" in problem
+    assert "ModuleNotFoundError" not in out
+    assert "s3cret-pw" not in out
+
+
+def test_a_url_without_a_driver_is_fine_when_the_default_is_one_we_ship(env, capsys):
+    # SQLAlchemy 2 gives postgresql:// psycopg, which we ship: the check
+    # goes on to the database itself (here, one that does not answer).
+    env(WXPAY_DATABASE_URL=DEAD_URLS["postgresql"].replace("+psycopg", ""))
+
+    status, problems, _ = check(capsys)
+
+    assert status == 1
+    (problem,) = problems
+    assert problem.startswith("the database does not answer")
+
+
+def test_an_unknown_database_scheme_says_which_are_supported(env, capsys):
+    env(WXPAY_DATABASE_URL="nosuchdb://wxpay:s3cret-pw@db/wxpay")
+
+    status, problems, out = check(capsys)
+
+    assert status == 1
+    (problem,) = problems
+    assert "postgresql+psycopg://, mysql+pymysql:// or sqlite:///" in problem
+    assert "s3cret-pw" not in out
 
 
 @pytest.mark.parametrize(
