@@ -25,16 +25,19 @@ from domain.model import is_product_id
 from domain.model import new_checkout_id
 from domain.model import new_out_trade_no
 from domain.model import new_token
-from domain.model import parse_wechat_time
 from domain.model import wechat_time
 from domain.money import Fen
 from domain.money import InvalidAmount
+from domain.payments import Payment
+from domain.payments import PaymentVerdict
+from domain.payments import record_payment
 from domain.ports import Clock
-from domain.ports import DuplicateKey
 from domain.ports import GatewayError
 from domain.ports import PaymentGateway
 from domain.ports import UnifiedOrderRequest
 from domain.ports import UnitOfWork
+from domain.reconcile import is_worth_asking
+from domain.reconcile import refresh_order
 from domain.signature import check_signature
 from domain.signature import signed
 
@@ -202,6 +205,39 @@ def checkout_status(uow: UnitOfWork, checkout_id: str) -> CheckoutView:
     Raises:
         CheckoutNotFound: no such checkout.
     """
+    return _read_checkout(uow, checkout_id)[0]
+
+
+def follow_checkout(
+    uow: UnitOfWork,
+    gateway: PaymentGateway,
+    merchant: Merchant,
+    clock: Clock,
+    checkout_id: str,
+) -> CheckoutView:
+    """Read a checkout for its polling page, asking WeChat if need be.
+
+    When the checkout's order is unpaid, placed minutes ago and nobody
+    asked WeChat about it lately, its notify is late: WeChat is asked
+    first (see :func:`domain.reconcile.refresh_order`), within the
+    gateway's deadline. WeChat failing changes nothing; the page gets
+    the stored state.
+
+    Raises:
+        CheckoutNotFound: no such checkout.
+    """
+    view, current = _read_checkout(uow, checkout_id)
+    if current is None or not is_worth_asking(current, clock.now()):
+        return view
+    refreshed = refresh_order(uow, gateway, merchant, clock, current.out_trade_no)
+    if refreshed is None or not refreshed.changed:
+        return view
+    return checkout_status(uow, checkout_id)
+
+
+def _read_checkout(
+    uow: UnitOfWork, checkout_id: str
+) -> tuple[CheckoutView, Order | None]:
     with uow:
         checkout = uow.checkouts.get(checkout_id)
         if checkout is None:
@@ -214,7 +250,7 @@ def checkout_status(uow: UnitOfWork, checkout_id: str) -> CheckoutView:
     qr_content = checkout.qr_content
     if checkout.mode is CheckoutMode.CODE_URL:
         qr_content = current.code_url if current else ""
-    return CheckoutView(
+    view = CheckoutView(
         id=checkout.id,
         mode=int(checkout.mode),
         status=current.state.value if current else TradeState.NOTPAY.value,
@@ -226,6 +262,7 @@ def checkout_status(uow: UnitOfWork, checkout_id: str) -> CheckoutView:
         expires_at=current.code_expires_at if current else None,
         paid_at=current.paid_at if current else None,
     )
+    return view, current
 
 
 # --- the mode-1 scan callback ---------------------------------------------
@@ -431,7 +468,8 @@ def handle_payment_notify(
     ``appid`` and ``mch_id`` ours; the order exists; ``total_fee`` and
     ``fee_type`` equal the order's. Then NOTPAY becomes SUCCESS through a
     compare-and-set, so of many concurrent copies exactly one wins and the
-    others find the payment already recorded.
+    others find the payment already recorded. The payment's own rules are
+    :func:`domain.payments.record_payment`, which the reconciler shares.
 
     SECURITY(notify): a mismatching amount or merchant is refused (FAIL),
     never fulfilled; WeChat keeps retrying, and every retry is logged at
@@ -453,102 +491,35 @@ def handle_payment_notify(
         return _refuse(NotifyVerdict.WRONG_MERCHANT, out_trade_no, "appid")
     if fields.get("mch_id") != merchant.mch_id:
         return _refuse(NotifyVerdict.WRONG_MERCHANT, out_trade_no, "mch_id")
-    transaction_id = fields.get("transaction_id", "")
-    time_end = fields.get("time_end", "")
-    if not _is_transaction_id(transaction_id) or not _is_wechat_time(time_end):
-        return _refuse(
-            NotifyVerdict.MISMATCH, out_trade_no, "transaction_id or time_end"
-        )
     try:
-        total_fee = Fen.parse(fields.get("total_fee", ""))
+        total_fee: Fen | None = Fen.parse(fields.get("total_fee", ""))
     except InvalidAmount:
-        return _refuse(NotifyVerdict.MISMATCH, out_trade_no, "total_fee")
-    fee_type = fields.get("fee_type") or FEE_TYPE
-
-    with uow:
-        order = uow.orders.get(out_trade_no)
-        if order is None:
-            return _refuse(NotifyVerdict.UNKNOWN_ORDER, out_trade_no, "order")
-        if total_fee != order.total_fee:
-            return _refuse(
-                NotifyVerdict.MISMATCH,
-                out_trade_no,
-                f"total_fee {total_fee} != order {order.total_fee}",
-            )
-        if fee_type != order.fee_type:
-            return _refuse(NotifyVerdict.MISMATCH, out_trade_no, "fee_type")
-        if order.state is not TradeState.NOTPAY:
-            return _already(order, transaction_id)
-
-        order.mark_paid(transaction_id, time_end, clock.now())
-        try:
-            won = uow.orders.save(order, TradeState.NOTPAY)
-            if won:
-                uow.commit()
-        except DuplicateKey:
-            won = False
-        if won:
-            log.info(
-                "order paid out_trade_no=%s transaction_id=%s total_fee=%s",
-                out_trade_no,
-                transaction_id,
-                total_fee,
-            )
-            _alert_if_paid_twice(uow, order)
-            return NotifyOutcome(NotifyVerdict.ACCEPTED, out_trade_no)
-
-    # Another copy of this notify won the race; judge against its result.
-    with uow:
-        order = uow.orders.get(out_trade_no)
-        assert order is not None
-        return _already(order, transaction_id)
-
-
-def _is_transaction_id(text: str) -> bool:
-    # WeChat's are 28 digits; the column holds 32. Anything else cannot
-    # be stored, and a notify that can never be stored must not be
-    # answered "try again" for ever.
-    return 0 < len(text) <= 32 and text.isascii() and text.isalnum()
-
-
-def _is_wechat_time(text: str) -> bool:
-    try:
-        parse_wechat_time(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _alert_if_paid_twice(uow: UnitOfWork, order: Order) -> None:
-    # The payment is real money received and is recorded; what must not
-    # pass silently is a checkout paid by two orders, which needs a refund.
-    if order.checkout_id is None:
-        return
-    siblings = uow.orders.for_checkout(order.checkout_id)
-    others = [
-        other.out_trade_no
-        for other in siblings
-        if other.is_paid and other.out_trade_no != order.out_trade_no
-    ]
-    if others:
-        log.error(
-            "checkout paid twice checkout_id=%s out_trade_no=%s earlier=%s"
-            " action=refund",
-            order.checkout_id,
-            order.out_trade_no,
-            ",".join(others),
-        )
-
-
-def _already(order: Order, transaction_id: str) -> NotifyOutcome:
-    if order.is_paid and order.transaction_id == transaction_id:
-        log.info("duplicate notify out_trade_no=%s", order.out_trade_no)
-        return NotifyOutcome(NotifyVerdict.DUPLICATE, order.out_trade_no)
-    return _refuse(
-        NotifyVerdict.CONFLICT,
-        order.out_trade_no,
-        f"order is {order.state.value} with another transaction",
+        total_fee = None
+    payment = Payment(
+        out_trade_no=out_trade_no,
+        total_fee=total_fee,
+        fee_type=fields.get("fee_type") or FEE_TYPE,
+        transaction_id=fields.get("transaction_id", ""),
+        time_end=fields.get("time_end", ""),
     )
+
+    recorded = record_payment(uow, payment, clock.now(), source="notify")
+    verdict = _NOTIFY_VERDICTS[recorded.verdict]
+    if verdict is NotifyVerdict.ACCEPTED:
+        return NotifyOutcome(verdict, out_trade_no)
+    if verdict is NotifyVerdict.DUPLICATE:
+        log.info("duplicate notify out_trade_no=%s", out_trade_no)
+        return NotifyOutcome(verdict, out_trade_no)
+    return _refuse(verdict, out_trade_no, recorded.reason)
+
+
+_NOTIFY_VERDICTS = {
+    PaymentVerdict.RECORDED: NotifyVerdict.ACCEPTED,
+    PaymentVerdict.ALREADY_RECORDED: NotifyVerdict.DUPLICATE,
+    PaymentVerdict.UNKNOWN_ORDER: NotifyVerdict.UNKNOWN_ORDER,
+    PaymentVerdict.MISMATCH: NotifyVerdict.MISMATCH,
+    PaymentVerdict.CONFLICT: NotifyVerdict.CONFLICT,
+}
 
 
 def _refuse(verdict: NotifyVerdict, out_trade_no: str, reason: str) -> NotifyOutcome:
