@@ -125,7 +125,7 @@ class FaultsResource:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = _media(req)
         kind = _text(data, "kind", required=True)
-        api = _text(data, "api") or ("notify" if kind == "drop_notify" else "")
+        api = _text(data, "api")
         try:
             fault = self._faults.add(
                 api,

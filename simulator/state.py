@@ -68,6 +68,23 @@ ORDER_PAID = "该订单已支付"
 ORDER_CLOSED = "该订单已关闭"
 READY_TO_PAY = "确认支付"
 PAID = "支付成功"
+OTHER_PAYER = "该订单不属于当前付款用户"
+
+# total_fee and refund amounts are an Int on WeChat's side (reference
+# §4.1): a signed 32-bit integer.
+MAX_FEN = 2**31 - 1
+# The String(n) limits of unifiedorder's fields (reference §4.1).
+# NOTE(simulator): the reference gives body as String(127) (WxJava's
+# javadoc says 128) and does not say whether n counts characters or
+# bytes. The strict reading is taken: 127, counted in UTF-8 bytes, so a
+# Chinese character counts 3. A merchant that fits these fits either.
+FIELD_BYTES = (
+    ("body", 127),
+    ("attach", 127),
+    ("product_id", 32),
+    ("device_info", 32),
+    ("spbill_create_ip", 64),
+)
 
 _OUT_TRADE_NO = re.compile(r"[0-9A-Za-z_\-|*]{6,32}\Z")
 _OUT_REFUND_NO = re.compile(r"[0-9A-Za-z_\-|*@]{1,64}\Z")
@@ -196,6 +213,8 @@ class Order:
     fee_type: str = "CNY"
     trade_state: str = "NOTPAY"
     openid: str = ""
+    # The openid given to unifiedorder, if any: only this payer may pay.
+    placed_for: str = ""
     is_subscribe: str = "N"
     transaction_id: str = ""
     paid_at: datetime | None = None
@@ -229,6 +248,10 @@ class Fault:
 
 
 FAULT_KINDS = ("SYSTEMERROR", "slow", "http500", "drop_notify")
+# drop_notify is the one fault of notify delivery; the other kinds are
+# faults of these merchant APIs.
+DROP_NOTIFY = "drop_notify"
+NOTIFY_FAULT_API = "notify"
 FAULT_APIS = (
     "unifiedorder",
     "orderquery",
@@ -238,7 +261,6 @@ FAULT_APIS = (
     "downloadbill",
     "shorturl",
     "getsignkey",
-    "notify",
 )
 
 
@@ -252,10 +274,18 @@ class FaultBook:
     def add(self, api: str, kind: str, count: int = 1, delay: float = 0.0) -> Fault:
         if kind not in FAULT_KINDS:
             raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}")
-        if kind == "drop_notify":
-            api = "notify"
-        if api not in FAULT_APIS:
-            raise ValueError(f"api must be one of {', '.join(FAULT_APIS)}")
+        if kind == DROP_NOTIFY:
+            if api not in ("", NOTIFY_FAULT_API):
+                raise ValueError(
+                    f"{DROP_NOTIFY} drops notify deliveries: its api is"
+                    f" {NOTIFY_FAULT_API} (or leave api out)"
+                )
+            api = NOTIFY_FAULT_API
+        elif api not in FAULT_APIS:
+            raise ValueError(
+                f"api must be one of {', '.join(FAULT_APIS)}"
+                f" ({NOTIFY_FAULT_API} takes only {DROP_NOTIFY})"
+            )
         if count < 1 or delay < 0:
             raise ValueError("count must be at least 1 and delay not negative")
         fault = Fault(api, kind, count, delay)
@@ -390,15 +420,11 @@ class Ledger:
         out_trade_no = _out_trade_no(fields["out_trade_no"])
         total_fee = _positive_fen(fields["total_fee"], "total_fee")
         _check_notify_url(fields["notify_url"])
-        for name, limit in (
-            ("body", 127),
-            ("attach", 127),
-            ("product_id", 32),
-            ("device_info", 32),
-            ("spbill_create_ip", 64),
-        ):
-            if len(fields.get(name, "")) > limit:
+        for name, limit in FIELD_BYTES:
+            if len(fields.get(name, "").encode("utf-8")) > limit:
                 raise BusinessFail("PARAM_ERROR", f"{name}参数长度有误")
+        if len(fields.get("openid", "")) > 128:
+            raise BusinessFail("PARAM_ERROR", "openid参数长度有误")
         if (fields.get("fee_type") or "CNY") != "CNY":
             raise BusinessFail("PARAM_ERROR", "fee_type参数错误，只支持CNY")
         time_start = _wechat_time(fields, "time_start")
@@ -437,6 +463,7 @@ class Ledger:
                 notify_url=fields["notify_url"],
                 attach=fields.get("attach", ""),
                 device_info=fields.get("device_info", ""),
+                placed_for=fields.get("openid", ""),
                 sign_type=sign_type,
                 created_at=now,
                 time_expire=time_expire,
@@ -757,6 +784,7 @@ class Ledger:
             self._settle(order, now)
             try:
                 _refuse_unpayable(order, now, reply["prepay_id"])
+                _refuse_other_payer(order, openid)
             except PayerError as error:
                 return CallbackVerdict(False, error.message, error.detail)
             order.openid = openid
@@ -813,6 +841,10 @@ class Ledger:
     ) -> Order:
         """The payer pays (or the bank fails) an order they scanned.
 
+        ``openid`` is the payer; without one, the order's own payer (the
+        mode-1 scanner, or the openid it was placed for) pays, else a
+        default one.
+
         Raises:
             PayerError: unknown order, not payable, or a bad coupon.
             KeyError: no such order.
@@ -822,6 +854,7 @@ class Ledger:
             found = self.find_order(out_trade_no, mch_id)
             order = self._orders[(found.merchant.mch_id, found.out_trade_no)]
             _refuse_unpayable(order, now, order.code_url)
+            _refuse_other_payer(order, openid)
             if coupon_fee and not 0 < coupon_fee < order.total_fee:
                 raise PayerError(
                     "代金券金额无效", "coupon_fee must be above 0 and below total_fee"
@@ -830,7 +863,7 @@ class Ledger:
                 order.trade_state = "PAYERROR"
                 return order.snapshot()
             order.trade_state = "SUCCESS"
-            order.openid = openid or order.openid or DEFAULT_OPENID
+            order.openid = openid or order.openid or order.placed_for or DEFAULT_OPENID
             order.transaction_id = (
                 "42000" + _digits("", 5) + now.strftime("%Y%m%d") + _digits("", 10)
             )
@@ -904,6 +937,8 @@ def _positive_fen(text: str, name: str) -> int:
         raise BusinessFail("PARAM_ERROR", f"{name}参数格式错误") from None
     if amount.value <= 0:
         raise BusinessFail("PARAM_ERROR", f"{name}必须大于0")
+    if amount.value > MAX_FEN:
+        raise BusinessFail("PARAM_ERROR", f"{name}超出范围")
     return amount.value
 
 
@@ -947,6 +982,18 @@ def _refuse_unpayable(order: Order, now: datetime, via: str) -> None:
         raise PayerError(ORDER_CLOSED, f"order is {order.trade_state}")
     if now >= order.prepay_expires_at or via not in (order.code_url, order.prepay_id):
         raise PayerError(QR_EXPIRED, "code_url and prepay_id live 2 hours")
+
+
+def _refuse_other_payer(order: Order, openid: str) -> None:
+    # NOTE(simulator): an order placed with an openid can be paid by that
+    # WeChat user only. WeChat's own wording for this refusal is not
+    # documented; OTHER_PAYER is the simulator's.
+    if order.placed_for and openid and openid != order.placed_for:
+        raise PayerError(
+            OTHER_PAYER,
+            f"the order was placed for openid {order.placed_for!r};"
+            f" {openid!r} is paying",
+        )
 
 
 def _digits(prefix: str, length: int) -> str:

@@ -154,6 +154,42 @@ def test_total_fee_is_a_positive_integer_of_fen(wechat, total_fee):
 
 
 @pytest.mark.parametrize(
+    "total_fee", [str(2**31), "99999999999999999999"], ids=["2**31", "20 digits"]
+)
+def test_total_fee_above_a_32_bit_int_is_a_param_error(wechat, total_fee):
+    answer = wechat.order(total_fee=total_fee)
+
+    assert answer["result_code"] == "FAIL"
+    assert answer["err_code"] == "PARAM_ERROR"
+
+
+def test_total_fee_of_the_largest_32_bit_int_is_accepted(wechat):
+    answer = wechat.order(total_fee=str(2**31 - 1))
+
+    assert answer["result_code"] == "SUCCESS"
+
+
+@pytest.mark.parametrize(
+    ("body", "accepted"),
+    [
+        ("x" * 127, True),
+        ("x" * 128, False),
+        ("商" * 42, True),  # 126 bytes
+        ("商" * 43, False),  # 43 characters, but 129 bytes
+    ],
+    ids=["127 ASCII", "128 ASCII", "42 CJK", "43 CJK"],
+)
+def test_body_is_at_most_127_bytes_of_utf8(wechat, body, accepted):
+    answer = wechat.order(body=body)
+
+    if accepted:
+        assert answer["result_code"] == "SUCCESS", answer
+    else:
+        assert answer["err_code"] == "PARAM_ERROR"
+        assert answer["err_code_des"] == "body参数长度有误"
+
+
+@pytest.mark.parametrize(
     "notify_url",
     ["http://127.0.0.1:9/notify?order=1", "/wechatpay/notify", "ftp://x/notify"],
 )
@@ -326,6 +362,34 @@ def test_systemerror_fault_answers_the_next_calls_then_stops(wechat):
     assert [a.get("err_code") for a in answers] == ["SYSTEMERROR", "SYSTEMERROR", None]
     assert answers[0]["return_code"] == "SUCCESS"
     assert_signed(answers[0])
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [
+        ({"api": "notify", "kind": "SYSTEMERROR"}, "notify takes only drop_notify"),
+        ({"api": "unifiedorder", "kind": "drop_notify"}, "its api is notify"),
+        ({"api": "nosuchapi", "kind": "slow"}, "api must be one of unifiedorder"),
+    ],
+    ids=["notify SYSTEMERROR", "unifiedorder drop_notify", "unknown api"],
+)
+def test_a_fault_no_api_could_have_is_refused_saying_which_apis_exist(
+    wechat, fault, says
+):
+    result = wechat.client.simulate_post("/control/faults", json=fault)
+
+    assert result.status_code == 400
+    assert says in result.json["description"]
+    assert wechat.control("/control/faults", method="GET")["faults"] == []
+
+
+@pytest.mark.parametrize("fault", [{"kind": "drop_notify"}, {"api": "notify"}])
+def test_drop_notify_is_the_notify_fault_with_or_without_its_api(wechat, fault):
+    added = wechat.control(
+        "/control/faults", {"kind": "drop_notify", **fault, "count": 2}
+    )
+
+    assert added["fault"]["api"] == "notify"
 
 
 def test_http500_fault_answers_a_server_error(wechat):

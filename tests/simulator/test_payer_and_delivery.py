@@ -94,6 +94,68 @@ def test_scan_and_pay_in_one_call_pays_and_notifies(wechat, stub, prepay_id):
     assert notify["transaction_id"] == result["transaction_id"]
 
 
+OTHER_OPENID = "oOTHERpayer000000000000000000"
+
+
+def test_an_order_placed_for_a_payer_cannot_be_paid_by_another(wechat, stub):
+    wechat.order(notify_url=stub.url + NOTIFY, openid=cases.OPENID)
+
+    refused = wechat.pay(openid=OTHER_OPENID)
+
+    assert refused["ok"] is False
+    assert refused["message"] == "该订单不属于当前付款用户"
+    assert cases.OPENID in refused["detail"]
+    assert (
+        wechat.control(f"/control/orders/{cases.OTN}", method="GET")["trade_state"]
+        == "NOTPAY"
+    )
+    paid = wechat.pay(openid=cases.OPENID)
+    assert paid["ok"] is True
+    notify = rule.parse(wait_for(lambda: stub.bodies(NOTIFY))[0])
+    assert notify["openid"] == cases.OPENID
+
+
+def test_paying_without_an_openid_pays_as_the_payer_the_order_names(wechat, stub):
+    wechat.order(notify_url=stub.url + NOTIFY, openid=cases.OPENID)
+
+    paid = wechat.pay()
+
+    assert paid["ok"] is True
+    assert paid["order"]["openid"] == cases.OPENID
+
+
+def test_a_mode_one_scan_by_another_payer_cannot_take_the_order(wechat, stub):
+    # The merchant answers with the prepay_id of an order it placed for
+    # someone else (as a service reusing an open order by mistake would).
+    prepay_id = wechat.order(notify_url=stub.url + NOTIFY, openid=cases.OPENID)[
+        "prepay_id"
+    ]
+    _answer_callback(stub, _callback_reply(prepay_id))
+
+    result = wechat.control(
+        "/control/scan", {"qr": _bizpayurl(), "openid": OTHER_OPENID, "pay": True}
+    )
+
+    assert result["ok"] is False
+    assert result["message"] == "该订单不属于当前付款用户"
+    assert stub.bodies(NOTIFY) == []
+
+
+def test_scan_and_pay_pays_as_the_scanner_the_order_was_placed_for(wechat, stub):
+    prepay_id = wechat.order(notify_url=stub.url + NOTIFY, openid=OTHER_OPENID)[
+        "prepay_id"
+    ]
+    _answer_callback(stub, _callback_reply(prepay_id))
+
+    result = wechat.control(
+        "/control/pay", {"qr": _bizpayurl(), "openid": OTHER_OPENID}
+    )
+
+    assert result["ok"] is True, result
+    notify = rule.parse(wait_for(lambda: stub.bodies(NOTIFY))[0])
+    assert notify["openid"] == OTHER_OPENID
+
+
 @pytest.mark.parametrize(
     ("name", "reply", "status", "delay", "message"),
     [
