@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "entrypoints.commands.catalogue",
     "entrypoints.commands.audit",
     "entrypoints.commands.config",
+    "entrypoints.commands.reconcile",
     "simulator.commands",
 )
 
