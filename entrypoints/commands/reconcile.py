@@ -56,6 +56,7 @@ def register(subparsers: Any) -> None:
         "--limit",
         type=int,
         default=DEFAULT_LIMIT,
+        metavar="N",
         help=f"at most this many orders, oldest first (default {DEFAULT_LIMIT})",
     )
     command.add_argument(
