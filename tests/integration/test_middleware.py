@@ -401,6 +401,21 @@ def wait_for_status(url, wanted, deadline=15.0):
     raise AssertionError(f"{url} never reached {wanted}: {view}")
 
 
+def notify_log(simulator, deadline=5.0):
+    """The simulator's notify deliveries, once it has logged one.
+
+    It logs a delivery when the merchant's reply is in, which is after
+    the merchant has recorded the payment: a page can read SUCCESS a
+    moment before the log has the entry.
+    """
+    until = time.monotonic() + deadline
+    while True:
+        entries = simulator.control("GET", "/control/log?kind=notify")["entries"]
+        if entries or time.monotonic() > until:
+            return entries
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def database_url(tmp_path):
     url = f"sqlite:///{tmp_path}/wxpay.sqlite3"
@@ -459,7 +474,7 @@ def test_the_simulator_pays_into_a_flask_shop_through_the_middleware(database_ur
 
             view = wait_for_status(base + f"/pay/api/checkouts/{made['id']}", "SUCCESS")
             assert view["out_trade_no"] == made["out_trade_no"]
-            log = simulator.control("GET", "/control/log?kind=notify")["entries"]
+            log = notify_log(simulator)
             assert log[-1]["url"] == public_url + "/wechatpay/notify"
             assert log[-1]["accepted"] is True
             with urllib.request.urlopen(base + "/", timeout=10) as home:
