@@ -80,13 +80,12 @@ class Product:
             raise InvalidProduct(
                 f"product id {self.id!r}: 1-32 letters, digits, '_' or '-'"
             )
-        # TODO(catalogue): the name is unifiedorder's body, which the
-        # simulator limits to 127 UTF-8 bytes (the strict reading of an
-        # unclear String(127)); counted in characters here, a name of 43
-        # Chinese characters passes and its orders are refused. Count
-        # bytes here too once WeChat's unit is confirmed either way.
-        if not self.name.strip() or len(self.name) > 127:
-            raise InvalidProduct("a product name has 1-127 characters")
+        # NOTE(catalogue): the name is unifiedorder's body, String(127) in
+        # WeChat's table without a unit; the strict reading counts UTF-8
+        # bytes (a Chinese character is 3), as the simulator does, so no
+        # product can be listed whose orders WeChat would refuse.
+        if not self.name.strip() or len(self.name.encode()) > 127:
+            raise InvalidProduct("a product name has 1-127 bytes of UTF-8")
         if not 1 <= self.price.value <= MAX_PRICE_FEN:
             raise InvalidProduct(f"a product costs from 1 to {MAX_PRICE_FEN} fen")
 

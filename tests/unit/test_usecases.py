@@ -581,3 +581,11 @@ def test_a_price_beyond_wechats_int_is_refused():
 
     with pytest.raises(InvalidProduct):
         Product("P9", "Gold", Fen(2**31))
+
+
+def test_a_product_name_fits_wechats_127_byte_body():
+    from domain.model import InvalidProduct
+
+    Product("P9", "茶" * 42, Fen(1))
+    with pytest.raises(InvalidProduct, match="bytes"):
+        Product("P9", "茶" * 43, Fen(1))
