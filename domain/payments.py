@@ -77,8 +77,12 @@ def record_payment(
     """
     out_trade_no = payment.out_trade_no
     transaction_id = payment.transaction_id
-    if not _is_transaction_id(transaction_id) or not _is_wechat_time(payment.time_end):
-        return PaymentOutcome(PaymentVerdict.MISMATCH, "transaction_id or time_end")
+    well_formed = _is_transaction_id(transaction_id) and _is_wechat_time(
+        payment.time_end
+    )
+    if not well_formed:
+        reason = "transaction_id or time_end"
+        return PaymentOutcome(PaymentVerdict.MISMATCH, reason)
     total_fee = payment.total_fee
     if total_fee is None:
         return PaymentOutcome(PaymentVerdict.MISMATCH, "total_fee")

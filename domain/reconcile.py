@@ -155,7 +155,8 @@ def reconcile_order(
     if trade_state in _PAID:
         return _record(uow, clock, order, status)
     if trade_state in _CLOSED:
-        return _settle(uow, order, TradeState.CLOSED, f"{trade_state} at WeChat")
+        reason = f"{trade_state} at WeChat"
+        return _settle(uow, order, TradeState.CLOSED, reason)
     if trade_state == "PAYERROR":
         return _settle(uow, order, TradeState.PAYERROR, "PAYERROR at WeChat")
     if trade_state not in _IN_PROGRESS:
@@ -165,7 +166,8 @@ def reconcile_order(
             trade_state,
         )
         return _unchanged(order, f"{trade_state} at WeChat, not understood")
-    if trade_state != "NOTPAY" or not (close and _abandoned(order, clock.now())):
+    abandoned = close and _abandoned(order, clock.now())
+    if trade_state != "NOTPAY" or not abandoned:
         return _unchanged(order, f"{trade_state} at WeChat")
     return _close(uow, gateway, clock, order)
 
@@ -266,7 +268,7 @@ def _record(
             # TODO(reconcile): refunds are not tracked here; record them
             # when the service issues refunds itself.
             log.warning(
-                "reconcile paid order already refunded at WeChat out_trade_no=%s",
+                "reconcile paid order refunded at WeChat out_trade_no=%s",
                 order.out_trade_no,
             )
         return _outcome(order, TradeState.SUCCESS, "paid at WeChat")
@@ -281,7 +283,8 @@ def _record(
         recorded.reason,
     )
     after = stored.state if stored is not None else order.state
-    return _outcome(order, after, f"{recorded.verdict.value}: {recorded.reason}")
+    reason = f"{recorded.verdict.value}: {recorded.reason}"
+    return _outcome(order, after, reason)
 
 
 def _settle(
@@ -334,18 +337,18 @@ def _left(order: Order, api: str, error: GatewayError) -> ReconcileOutcome:
             api,
         )
         return _unchanged(order, "WeChat unavailable, left for the next run")
-    level = (
-        logging.ERROR if isinstance(error, BadResponseSignature) else (logging.WARNING)
-    )
+    # SECURITY(reconcile): an answer whose signature fails is not
+    # WeChat's, or not only; that is an alert, not a hiccup.
+    forged = isinstance(error, BadResponseSignature)
+    code = error.err_code or type(error).__name__
     log.log(
-        level,
-        "reconcile left out_trade_no=%s api=%s err_code=%s error=%s",
+        logging.ERROR if forged else logging.WARNING,
+        "reconcile left out_trade_no=%s api=%s err_code=%s",
         out_trade_no,
         api,
-        error.err_code or "-",
-        type(error).__name__,
+        code,
     )
-    return _unchanged(order, f"{api} failed: {error.err_code or type(error).__name__}")
+    return _unchanged(order, f"{api} failed: {code}")
 
 
 def _outcome(order: Order, after: TradeState, reason: str) -> ReconcileOutcome:

@@ -258,7 +258,7 @@ def test_an_order_refunded_at_wechat_was_paid_and_is_recorded(
 
     assert outcome.after is TradeState.SUCCESS
     assert stored(store).transaction_id == TXN
-    assert "already refunded at WeChat" in caplog.text
+    assert "paid order refunded at WeChat" in caplog.text
 
 
 # --- closed or failed at WeChat -------------------------------------------
