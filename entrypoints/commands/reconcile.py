@@ -15,6 +15,7 @@ a wrong option.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from datetime import timedelta
@@ -81,6 +82,8 @@ def run_reconcile(args: argparse.Namespace) -> int:
         return 1
     level = os.environ.get("WXPAY_LOG_LEVEL", "INFO").upper()
     configure_logging(level, secrets=[settings.api_key.reveal()])
+    # The schema check below would add Alembic's chatter to every run.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     service = build_service(settings)
     problems = service.readiness()
