@@ -227,24 +227,47 @@ def start_stack(tmp_path_factory):
     @contextlib.contextmanager
     def start(sign_type="MD5"):
         folder = tmp_path_factory.mktemp(f"stack-{sign_type.lower()}")
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
         database_url = f"sqlite:///{folder / 'wxpay.sqlite3'}"
-        simulator_env = merchant_env("http://unused", url, database_url, sign_type)
-        with running_simulator(
-            simulator_env, time_scale=TIME_SCALE, callback_timeout=CALLBACK_TIMEOUT
-        ) as simulator:
+        with contextlib.ExitStack() as started:
+            simulator, port = simulator_beside_a_free_port(
+                started, database_url, sign_type
+            )
+            url = f"http://127.0.0.1:{port}"
             env = merchant_env(simulator.url, url, database_url, sign_type)
             prepare_database(env)
-            with checkout_service(env, folder, port=port, workers=2) as started:
-                log_path = folder / f"service-{port}.log"
-                stack = Stack(started[0], simulator, database_url, sign_type, log_path)
-                try:
-                    yield stack
-                finally:
-                    stack.close()
+            service_url, _ = started.enter_context(
+                checkout_service(env, folder, port=port, workers=2)
+            )
+            log_path = folder / f"service-{port}.log"
+            stack = Stack(service_url, simulator, database_url, sign_type, log_path)
+            started.callback(stack.close)
+            yield stack
 
     return start
+
+
+def simulator_beside_a_free_port(started, database_url, sign_type):
+    """Start a simulator that calls back a service port it does not hold.
+
+    The simulator must know the service's URL before the service runs, so
+    the service's port is picked first; the simulator's own free port
+    could then be that very one, so pick again if it is.
+    """
+    for _ in range(5):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = merchant_env("http://unused", url, database_url, sign_type)
+        attempt = contextlib.ExitStack()
+        simulator = attempt.enter_context(
+            running_simulator(
+                env, time_scale=TIME_SCALE, callback_timeout=CALLBACK_TIMEOUT
+            )
+        )
+        if not simulator.url.endswith(f":{port}"):
+            started.push(attempt.pop_all())
+            return simulator, port
+        attempt.close()
+    raise RuntimeError("no free port apart from the simulator's")
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,9 @@ http {{
     server {{
         listen {listen_host}:{listen_port};
         include {PROXY_RULES};
+        # The harness's own readiness probe: nginx answers it itself,
+        # whether or not the service behind it is up yet.
+        location = /__nginx_ready {{ return 204; }}
     }}
 }}
 """
@@ -66,7 +69,7 @@ def nginx_in_front_of(upstream_port, workdir, listen_host="127.0.0.1"):
     args = [nginx_binary(), "-c", str(config), "-p", str(workdir)]
     with running(
         args,
-        ready_url=url + "/healthz",
+        ready_url=url + "/__nginx_ready",
         log_path=Path(workdir) / "logs" / "stdout.log",
     ):
         yield url

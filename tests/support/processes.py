@@ -26,7 +26,11 @@ def free_port(host="127.0.0.1"):
 
 
 def wait_for_http(url, deadline=20.0, process=None):
-    """Poll ``url`` until it answers at all (any status)."""
+    """Poll ``url`` until it answers 2xx.
+
+    Only success counts: another server that happens to hold the port
+    (and answers 404) must not pass for the one we started.
+    """
     until = time.monotonic() + deadline
     last = None
     while time.monotonic() < until:
@@ -35,9 +39,7 @@ def wait_for_http(url, deadline=20.0, process=None):
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
-        except urllib.error.HTTPError:
-            return
-        except OSError as error:
+        except OSError as error:  # HTTPError included: not ready yet
             last = error
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer in {deadline}s: {last}")
