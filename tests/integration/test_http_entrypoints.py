@@ -16,17 +16,15 @@ from falcon import testing
 from adapters.memory import InMemoryStore
 from adapters.memory import InMemoryUnitOfWork
 from adapters.xml_codec import XmlLimits
-from domain.merchant import Merchant
 from domain.model import Order
 from domain.model import Product
 from domain.model import TradeState
 from domain.money import Fen
-from domain.signature import ApiKey
-from domain.signature import SignType
 from entrypoints.app import create_app
 from entrypoints.bootstrap import Service
 from tests.support import cases
 from tests.support import rule
+from tests.support.cases import merchant
 from tests.support.fakes import BrokenUnitOfWork
 from tests.support.fakes import FakeGateway
 from tests.support.fakes import FixedClock
@@ -51,16 +49,6 @@ CHECKOUT_KEYS = {
 
 
 # --- the service under test -----------------------------------------------
-
-
-def merchant():
-    return Merchant(
-        appid=cases.APPID,
-        mch_id=cases.MCH_ID,
-        api_key=ApiKey(cases.KEY),
-        sign_type=SignType.MD5,
-        notify_url="https://shop.example/wechatpay/notify",
-    )
 
 
 @pytest.fixture

@@ -111,7 +111,7 @@ def gateway():
 @pytest.fixture
 def service(store, gateway, clock):
     notify_url = "https://shop.example/pay/wechatpay/notify"
-    return service_over(store, gateway, clock, merchant=merchant(notify_url))
+    return service_over(store, gateway, clock, merchant=merchant(notify_url=notify_url))
 
 
 @pytest.fixture

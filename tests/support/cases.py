@@ -1,5 +1,9 @@
 """The fake merchant and messages of shared/cases (every value is fake)."""
 
+from domain.merchant import Merchant
+from domain.signature import ApiKey
+from domain.signature import SignType
+
 APPID = "wx0000000000fake01"
 MCH_ID = "9990000001"
 KEY = "TESTKEY0TESTKEY0TESTKEY0TESTKEY0"
@@ -8,6 +12,18 @@ OPENID = "oFAKEopenid0000000000000000x"
 TXN = "4200000000202401010000000001"
 OTN = "T202401010001"
 NONCE = "nonce0000000000000000000000000AA"
+NOTIFY_URL = "https://shop.example/wechatpay/notify"
+
+
+def merchant(sign_type=SignType.MD5, notify_url=NOTIFY_URL):
+    """The fake merchant as the domain sees it."""
+    return Merchant(
+        appid=APPID,
+        mch_id=MCH_ID,
+        api_key=ApiKey(KEY),
+        sign_type=sign_type,
+        notify_url=notify_url,
+    )
 
 
 def paid_notify(**overrides):

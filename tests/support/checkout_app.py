@@ -7,30 +7,18 @@ without a database or WeChat: in-memory storage, ``FakeGateway`` and
 
 from adapters.memory import InMemoryStore
 from adapters.memory import InMemoryUnitOfWork
-from domain.merchant import Merchant
 from domain.model import Order
 from domain.model import Product
 from domain.money import Fen
-from domain.signature import ApiKey
-from domain.signature import SignType
 from entrypoints.bootstrap import Service
 from tests.support import cases
 from tests.support import rule
+from tests.support.cases import merchant
 
 NOTIFY_OK = (
     b"<xml><return_code><![CDATA[SUCCESS]]></return_code>"
     b"<return_msg><![CDATA[OK]]></return_msg></xml>"
 )
-
-
-def merchant(notify_url="https://shop.example/wechatpay/notify"):
-    return Merchant(
-        appid=cases.APPID,
-        mch_id=cases.MCH_ID,
-        api_key=ApiKey(cases.KEY),
-        sign_type=SignType.MD5,
-        notify_url=notify_url,
-    )
 
 
 def seed(uow, clock):

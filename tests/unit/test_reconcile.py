@@ -10,7 +10,6 @@ from adapters.memory import InMemoryStore
 from adapters.memory import InMemoryUnitOfWork
 from domain import reconcile as rec
 from domain import usecases
-from domain.merchant import Merchant
 from domain.model import CODE_LIFETIME
 from domain.model import Checkout
 from domain.model import CheckoutMode
@@ -26,11 +25,10 @@ from domain.ports import OrderStatus
 from domain.ports import StorageUnavailable
 from domain.ports import WeChatRejected
 from domain.ports import WeChatUnavailable
-from domain.signature import ApiKey
-from domain.signature import SignType
 from domain.usecases import NotifyVerdict
 from tests.support import cases
 from tests.support import rule
+from tests.support.cases import merchant
 from tests.support.fakes import BrokenUnitOfWork
 from tests.support.fakes import FakeGateway
 from tests.support.fakes import FixedClock
@@ -39,16 +37,6 @@ TXN = "4200000000202401010000000001"
 TIME_END = "20240101100500"
 OTN = "20240101095000ABCDEFGHIJ"
 CHECKOUT = "ck0000000000000000000001"
-
-
-def merchant():
-    return Merchant(
-        appid=cases.APPID,
-        mch_id=cases.MCH_ID,
-        api_key=ApiKey(cases.KEY),
-        sign_type=SignType.MD5,
-        notify_url="https://shop.example/wechatpay/notify",
-    )
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 from adapters.memory import InMemoryStore
 from adapters.memory import InMemoryUnitOfWork
 from domain import usecases
-from domain.merchant import Merchant
 from domain.model import CheckoutMode
 from domain.model import Order
 from domain.model import Product
@@ -23,11 +22,11 @@ from domain.ports import PaymentGateway
 from domain.ports import Prepay
 from domain.ports import StorageUnavailable
 from domain.ports import WeChatUnavailable
-from domain.signature import ApiKey
 from domain.signature import SignType
 from domain.usecases import NotifyVerdict
 from tests.support import cases
 from tests.support import rule
+from tests.support.cases import merchant
 
 
 class FixedClock(Clock):
@@ -55,16 +54,6 @@ class ScriptedGateway(PaymentGateway):
 
     def close_order(self, out_trade_no):
         raise NotImplementedError
-
-
-def merchant(sign_type=SignType.MD5):
-    return Merchant(
-        appid=cases.APPID,
-        mch_id=cases.MCH_ID,
-        api_key=ApiKey(cases.KEY),
-        sign_type=sign_type,
-        notify_url="https://shop.example/wechatpay/notify",
-    )
 
 
 @pytest.fixture
